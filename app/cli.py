@@ -1,0 +1,122 @@
+"""The ``taina`` command: serve, place a simulated call, install models."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from app.logging_setup import setup_logging
+from app.settings import Settings
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.main import create_app
+
+    overrides: dict[str, object] = {}
+    if args.host:
+        overrides["host"] = args.host
+    if args.port:
+        overrides["port"] = args.port
+    settings = Settings(**overrides)
+    setup_logging(settings.log_level, settings.log_format)
+    _print_banner(settings)
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        ws_max_size=1024 * 1024,  # Twilio media messages are ~300 bytes; refuse floods early
+        ws_ping_interval=20.0,
+        timeout_graceful_shutdown=30,
+    )
+    return 0
+
+
+def _print_banner(settings: Settings) -> None:
+    if settings.public_url:
+        webhook = f"{settings.public_url.rstrip('/')}/twilio/voice"
+    else:
+        webhook = "https://<your public host>/twilio/voice   (set PUBLIC_URL to print it)"
+    print(
+        "\nTAINA is starting.\n"
+        f"  Listening on      http://{settings.host}:{settings.port}\n"
+        f"  Twilio voice URL  {webhook}\n"
+        "                    Twilio console > Phone Numbers > your number > Voice >\n"
+        "                    'A call comes in': Webhook, HTTP POST, the URL above.\n"
+        f"  Try it locally    taina call --server http://127.0.0.1:{settings.port} "
+        '--say "¿A qué hora abren las oficinas?"\n'
+        f"  Data directory    {settings.data_dir.resolve()}\n",
+        flush=True,
+    )
+    if not settings.public_url:
+        print(
+            "  PUBLIC_URL is not set: the stream URL is taken from each request's Host header.\n"
+            "  Behind a tunnel or proxy set PUBLIC_URL=https://your-host, so Twilio signatures\n"
+            "  and the <Stream> URL match.\n",
+            flush=True,
+        )
+
+
+def _cmd_call(args: argparse.Namespace) -> int:
+    from telephony.simulator import run_from_args
+
+    return run_from_args(args)
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from pipeline.model_files import ensure_whisper_model, silero_onnx_path
+
+    settings = Settings(**({"data_dir": Path(args.data_dir)} if args.data_dir else {}))
+    print(f"Silero VAD model: {silero_onnx_path()}", flush=True)
+    path = ensure_whisper_model(settings.whisper_dir, progress=lambda m: print(m, flush=True))
+    print(f"Whisper base model ready in {path}", flush=True)
+    import asyncio
+
+    from pipeline.tts import EspeakTTS
+
+    audio = asyncio.run(EspeakTTS(voice=settings.tts_voice).synthesize_all("Listo.", 16000))
+    print(
+        f"eSpeak NG {settings.tts_voice} voice ready ({len(audio) // 32} ms test phrase)",
+        flush=True,
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="taina", description="TAINA voice assistant")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the server")
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+    serve.set_defaults(func=_cmd_serve)
+
+    call = sub.add_parser("call", help="place a simulated phone call over the Twilio protocol")
+    from telephony.simulator import add_arguments
+
+    add_arguments(call)
+    call.set_defaults(func=_cmd_call)
+
+    models = sub.add_parser("models", help="install the embedded models (done once, cached)")
+    models.add_argument("action", choices=["install"])
+    models.add_argument("--data-dir", default=None)
+    models.set_defaults(func=_cmd_models)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command != "serve":
+        setup_logging(os.environ.get("TAINA_LOG_LEVEL", "WARNING"))
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from prometheus_client import PlatformCollector, ProcessCollector
+
+from app import routes_health, routes_twilio
+from app.call_factory import WebhookClock
+from app.services import Services, build_services
+from app.settings import Settings
+from pipeline.session import Engines
+
+log = logging.getLogger("taina.app")
+
+
+def create_app(settings: Settings | None = None, *, engines: Engines | None = None) -> FastAPI:
+    """Build the app. ``engines`` replaces the embedded engines (tests, instant-engine bench)."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services: Services = await build_services(settings, engines=engines)
+        ProcessCollector(registry=services.metrics.registry)
+        PlatformCollector(registry=services.metrics.registry)
+        app.state.services = services
+        log.info(
+            "TAINA ready: stt=%s tts=%s brain=%s",
+            services.engines.stt.name,
+            services.engines.tts.name,
+            services.engines.brain.name,
+        )
+        try:
+            yield
+        finally:
+            await services.aclose()
+
+    app = FastAPI(
+        title="TAINA",
+        description="Asistente de voz en español para servicios al ciudadano.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.webhook_clock = WebhookClock()
+    app.include_router(routes_health.router)
+    app.include_router(routes_twilio.router)
+    return app

@@ -1,0 +1,129 @@
+"""Twilio's three entry points: the voice webhook, stream status callbacks, the media stream."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from fastapi import APIRouter, Request, Response, WebSocket
+
+from app.call_factory import WebhookClock, twilio_session_factory
+from app.services import Services
+from telephony.call_control import TwilioCallControl
+from telephony.twilio_stream import TwilioMediaStream
+from telephony.twiml import connect_stream_twiml, stream_url, unavailable_twiml
+
+log = logging.getLogger("taina.twilio")
+router = APIRouter(tags=["twilio"])
+
+_CALL_SID_RE = re.compile(r"CA[0-9a-fA-F]{32}")
+
+
+def _services(request: Request | WebSocket) -> Services:
+    return request.app.state.services
+
+
+def _public_base(request: Request, services: Services) -> str:
+    """The https base Twilio reaches us at: PUBLIC_URL, else what the proxy says, else Host."""
+    if services.settings.public_url:
+        return services.settings.public_url.rstrip("/")
+    proto = request.headers.get("x-forwarded-proto", request.url.scheme).split(",")[0].strip()
+    host = request.headers.get("x-forwarded-host") or request.headers.get("host") or "localhost"
+    return f"{proto}://{host.split(',')[0].strip()}"
+
+
+def _xml(body: str, status: int = 200) -> Response:
+    return Response(content=body, media_type="text/xml", status_code=status)
+
+
+@router.post("/twilio/voice", summary="Twilio voice webhook: answers with <Connect><Stream>")
+async def voice_webhook(request: Request) -> Response:
+    services = _services(request)
+    form = await request.form()
+    call_sid = str(form.get("CallSid") or "")
+    if services.signatures is not None:
+        check = services.signatures.verify_webhook(str(request.url), request.headers, form)
+        if not check:
+            log.warning(
+                "voice webhook refused: signature %s",
+                check.reason,
+                extra={"call_id": call_sid or "-"},
+            )
+            return Response(status_code=403)
+    if not _CALL_SID_RE.fullmatch(call_sid):
+        log.warning("voice webhook without a valid CallSid")
+        return Response("missing or malformed CallSid", status_code=400)
+    limit = services.settings.max_concurrent_calls
+    if limit and services.recent.active >= limit:
+        log.warning("at capacity (%d calls): call declined", limit, extra={"call_id": call_sid})
+        return _xml(unavailable_twiml())
+    clock: WebhookClock = request.app.state.webhook_clock
+    clock.mark(call_sid)
+    base = _public_base(request, services)
+    params = {"token": services.tokens.mint(call_sid)}
+    for key, name in (("From", "from"), ("To", "to")):
+        value = str(form.get(key) or "")[:64]
+        if value:
+            params[name] = value
+    twiml = connect_stream_twiml(
+        stream_url(base), status_callback=f"{base}/twilio/status", parameters=params
+    )
+    log.info("incoming call from %s", params.get("from", "?"), extra={"call_id": call_sid})
+    return _xml(twiml)
+
+
+@router.post("/twilio/status", summary="Twilio stream status callback", status_code=204)
+async def stream_status(request: Request) -> Response:
+    services = _services(request)
+    form = await request.form()
+    call_sid = str(form.get("CallSid") or "-")[:64]
+    if services.signatures is not None:
+        check = services.signatures.verify_webhook(str(request.url), request.headers, form)
+        if not check:
+            log.warning(
+                "status callback refused: signature %s", check.reason, extra={"call_id": call_sid}
+            )
+            return Response(status_code=403)
+    event = str(form.get("StreamEvent") or "")[:40]
+    error = str(form.get("StreamError") or "")[:500]
+    level = logging.WARNING if event == "stream-error" else logging.INFO
+    log.log(level, "stream status %s %s", event, error, extra={"call_id": call_sid})
+    recorder = getattr(request.app.state, "stream_events", None)
+    if recorder is not None:
+        recorder(dict(form))
+    return Response(status_code=204)
+
+
+@router.websocket("/twilio/stream")
+async def media_stream(ws: WebSocket) -> None:
+    services = _services(ws)
+    settings = services.settings
+    if services.signatures is not None:
+        check = services.signatures.verify_stream(ws.url.path, ws.headers.get("host"), ws.headers)
+        if not check:
+            log.warning("media stream refused: signature %s", check.reason)
+            await ws.close(code=1008)  # before accept: the upgrade is answered with 403
+            return
+    transport = TwilioMediaStream(
+        ws,
+        pipeline_rate=settings.pipeline_sample_rate,
+        max_message_bytes=settings.max_ws_message_bytes,
+        max_bad_messages=settings.max_bad_messages,
+        metrics=services.metrics,
+        session_factory=twilio_session_factory(services, ws.app.state.webhook_clock),
+        transfer_handler=_transfer_handler(services),
+    )
+    await transport.run()
+
+
+def _transfer_handler(services: Services):
+    s = services.settings
+    if not (s.twilio_account_sid and s.twilio_auth_token and s.transfer_number):
+        return None
+    control = TwilioCallControl(s.twilio_account_sid, s.twilio_auth_token, s.twilio_api_base_url)
+    number = s.transfer_number
+
+    async def transfer(call_sid: str, target: str | None) -> bool:
+        return await control.transfer(call_sid, target or number)
+
+    return transfer

@@ -1,0 +1,134 @@
+"""Everything a request handler needs, built once at startup and passed explicitly.
+
+Loading the engines is the slow part of startup (Whisper ≈ 1 s), so it happens here, once,
+before the server accepts calls — never on a caller's time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.recent_calls import RecentCalls
+from app.settings import Settings
+from pipeline.brain.base import Brain
+from pipeline.engines import SpeechToText, TextToSpeech, VadModel
+from pipeline.metrics import PipelineMetrics
+from pipeline.records import CallObserver, FanOutObserver
+from pipeline.session import Engines, SessionConfig
+from pipeline.turn_taking import TurnConfig
+from telephony.call_tokens import CallTokens
+from telephony.signatures import TwilioSignatureChecker
+
+log = logging.getLogger("taina.services")
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engines: Engines
+    metrics: PipelineMetrics
+    tokens: CallTokens
+    recent: RecentCalls
+    observer: CallObserver
+    signatures: TwilioSignatureChecker | None
+    extra_observers: list[CallObserver] = field(default_factory=list)
+    resources: list[Any] = field(default_factory=list)  # things to close at shutdown
+
+    def session_config(self) -> SessionConfig:
+        return session_config_from(self.settings)
+
+    async def aclose(self) -> None:
+        for res in reversed(self.resources):
+            closer = getattr(res, "aclose", None) or getattr(res, "close", None)
+            if closer is None:
+                continue
+            try:
+                result = closer()
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:
+                log.exception("closing %r failed", res)
+
+
+def session_config_from(s: Settings) -> SessionConfig:
+    return SessionConfig(
+        sample_rate=s.pipeline_sample_rate,
+        turn=TurnConfig(
+            threshold=s.vad_threshold,
+            neg_threshold=s.vad_neg_threshold,
+            min_speech_ms=s.vad_min_speech_ms,
+            speculative_silence_ms=s.speculative_silence_ms,
+            end_of_turn_silence_ms=s.end_of_turn_silence_ms,
+            max_utterance_ms=int(s.max_utterance_s * 1000),
+        ),
+        barge_in_min_ms=s.barge_in_min_ms,
+        speech_pad_ms=s.speech_pad_ms,
+        chunk_ms=s.outbound_chunk_ms,
+        goodbye_grace_s=s.goodbye_grace_s,
+    )
+
+
+def load_embedded_engines(settings: Settings) -> tuple[VadModel, SpeechToText, TextToSpeech]:
+    """The offline defaults. Assembles the Whisper model on first use (cached afterwards)."""
+    from pipeline.model_files import ensure_whisper_model
+    from pipeline.stt import WhisperSTT
+    from pipeline.tts import EspeakTTS
+    from pipeline.vad import SileroVadModel
+
+    model_dir = ensure_whisper_model(settings.whisper_dir, progress=lambda m: log.info("%s", m))
+    vad = SileroVadModel()
+    stt = WhisperSTT(
+        model_dir,
+        language=settings.stt_language,
+        prompt=settings.stt_prompt,
+        beam_size=settings.stt_beam_size,
+        cpu_threads=settings.stt_cpu_threads,
+    )
+    tts = EspeakTTS(
+        voice=settings.tts_voice, rate_wpm=settings.tts_rate_wpm, pitch=settings.tts_pitch
+    )
+    return vad, stt, tts
+
+
+def build_brain(settings: Settings) -> Brain:
+    from pipeline.brain.offline import OfflineBrain
+
+    return OfflineBrain(office_name=settings.office_name, timezone=settings.timezone)
+
+
+async def build_services(
+    settings: Settings,
+    *,
+    engines: Engines | None = None,
+    extra_observers: list[CallObserver] | None = None,
+) -> Services:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    resources: list[Any] = []
+    if engines is None:
+        vad, stt, tts = await asyncio.to_thread(load_embedded_engines, settings)
+        warm = getattr(stt, "warm_up", None)
+        if warm is not None:
+            await warm()
+        resources.append(stt)
+        engines = Engines(vad=vad, stt=stt, tts=tts, brain=build_brain(settings))
+    recent = RecentCalls()
+    observers: list[CallObserver] = [recent, *(extra_observers or [])]
+    signatures = (
+        TwilioSignatureChecker(settings.twilio_auth_token, settings.public_url)
+        if settings.twilio_auth_token
+        else None
+    )
+    return Services(
+        settings=settings,
+        engines=engines,
+        metrics=PipelineMetrics.create(),
+        tokens=CallTokens(settings.signing_key, ttl_s=settings.call_token_ttl_s),
+        recent=recent,
+        observer=FanOutObserver(*observers),
+        signatures=signatures,
+        extra_observers=list(extra_observers or []),
+        resources=resources,
+    )

@@ -1,0 +1,79 @@
+"""Prometheus instruments for the call pipeline.
+
+Created once per registry and passed to each CallSession, so tests can use a private registry
+and the app exposes its own at ``/metrics``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.25, 1.5,
+    2.0, 3.0, 5.0, 10.0,
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PipelineMetrics:
+    registry: CollectorRegistry
+    calls_total: Counter
+    calls_active: Gauge
+    call_end_total: Counter
+    turns_total: Counter
+    barge_ins_total: Counter
+    stage_seconds: Histogram
+    turn_latency_seconds: Histogram
+    greeting_seconds: Histogram
+    bad_messages_total: Counter
+    engine_errors_total: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry | None = None) -> PipelineMetrics:
+        reg = registry or CollectorRegistry()
+        return cls(
+            registry=reg,
+            calls_total=Counter("taina_calls_total", "Calls started", ["ingress"], registry=reg),
+            calls_active=Gauge(
+                "taina_calls_active", "Calls in progress", ["ingress"], registry=reg
+            ),
+            call_end_total=Counter(
+                "taina_call_end_total", "Calls ended, by reason", ["reason"], registry=reg
+            ),
+            turns_total=Counter(
+                "taina_turns_total", "Conversation turns", ["speaker"], registry=reg
+            ),
+            barge_ins_total=Counter(
+                "taina_barge_ins_total", "Bot replies interrupted by the caller", registry=reg
+            ),
+            stage_seconds=Histogram(
+                "taina_stage_seconds",
+                "Time spent per pipeline stage of a turn",
+                ["stage"],
+                buckets=_LATENCY_BUCKETS,
+                registry=reg,
+            ),
+            turn_latency_seconds=Histogram(
+                "taina_turn_latency_seconds",
+                "End of caller speech to first bot audio byte sent",
+                buckets=_LATENCY_BUCKETS,
+                registry=reg,
+            ),
+            greeting_seconds=Histogram(
+                "taina_greeting_seconds",
+                "Stream start to first greeting audio byte sent",
+                buckets=_LATENCY_BUCKETS,
+                registry=reg,
+            ),
+            bad_messages_total=Counter(
+                "taina_bad_messages_total",
+                "Inbound transport messages refused",
+                ["transport", "reason"],
+                registry=reg,
+            ),
+            engine_errors_total=Counter(
+                "taina_engine_errors_total", "Engine failures", ["engine"], registry=reg
+            ),
+        )

@@ -1,0 +1,601 @@
+"""One conversation, whatever wire it arrives on.
+
+A transport feeds the session audio frames (PCM16 at the pipeline rate), DTMF digits and
+mark echoes, and gives it an ``AudioSink`` to talk back through. The session owns
+turn-taking: VAD → end of turn → STT → brain → TTS, barge-in, what the caller heard, and the
+timing of every stage. It never touches a socket.
+
+Concurrency model: the transport calls ``feed_*`` from its receive loop (cheap, synchronous);
+everything slow runs in at most one *reply task* at a time, which barge-in cancels. Inference
+runs in the engines' own threads, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import numpy as np
+
+from pipeline.brain.base import (
+    Brain,
+    BrainOutput,
+    CallContext,
+    EndCall,
+    Message,
+    TextChunk,
+    ToolEvent,
+    Transfer,
+    UserInput,
+)
+from pipeline.engines import SpeechToText, TextToSpeech, Transcript, VadModel
+from pipeline.metrics import PipelineMetrics
+from pipeline.playout import PlayoutTracker
+from pipeline.records import CallInfo, CallObserver, TurnRecord
+from pipeline.sentences import SentenceSplitter
+from pipeline.turn_taking import TurnConfig, TurnDetector, TurnEvent, UtteranceBuffer
+
+log = logging.getLogger("taina.session")
+
+SORRY_NOT_UNDERSTOOD = "Disculpe, no le entendí bien. ¿Me lo puede repetir, por favor?"
+SORRY_PROBLEM = "Disculpe, tuve un inconveniente. ¿Me puede repetir su consulta, por favor?"
+SORRY_NO_TRANSFER = (
+    "En este momento no puedo comunicarle con un agente. "
+    "Puede llamarnos de nuevo en horario de oficina. ¿Le ayudo con algo más?"
+)
+
+
+class AudioSink(Protocol):
+    """What a transport offers the session. ``send_audio`` and ``clear`` only enqueue."""
+
+    def send_audio(
+        self, pcm16: bytes, mark: str, on_sent: Callable[[float], None] | None = None
+    ) -> None:
+        """Send PCM16 at the pipeline rate, followed by ``mark``; call ``on_sent`` with the
+        monotonic time the audio went out on the wire."""
+        ...
+
+    def clear(self) -> None:
+        """Drop everything queued or buffered at the far end (barge-in)."""
+        ...
+
+    async def hangup(self) -> None: ...
+
+    async def transfer(self, target: str | None) -> bool:
+        """Hand the caller to a human; False when this transport or deployment cannot."""
+        ...
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    sample_rate: int = 16000
+    turn: TurnConfig = field(default_factory=TurnConfig)
+    barge_in_min_ms: int = 350
+    speech_pad_ms: int = 250
+    chunk_ms: int = 100
+    goodbye_grace_s: float = 1.5
+    dtmf_timeout_s: float = 2.0
+    playback_grace_s: float = 2.0  # extra wait for mark echoes beyond the audio's own length
+
+
+@dataclass
+class Engines:
+    vad: VadModel
+    stt: SpeechToText
+    tts: TextToSpeech
+    brain: Brain
+
+
+@dataclass
+class _BotTurn:
+    seq: int
+    started_at: datetime
+    t0: float  # monotonic reference for this turn's timings (end of caller speech)
+    timings: dict[str, float]
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    kind: str = "reply"  # greeting | reply | notice
+    audio_sent: bool = False
+    first_byte_at: float | None = None
+
+
+class CallSession:
+    def __init__(
+        self,
+        *,
+        ctx: CallContext,
+        sink: AudioSink,
+        engines: Engines,
+        config: SessionConfig,
+        observer: CallObserver,
+        metrics: PipelineMetrics,
+        called_number: str | None = None,
+        stream_id: str | None = None,
+        accepted_at: float | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self._sink = sink
+        self._engines = engines
+        self._cfg = config
+        self._observer = observer
+        self._metrics = metrics
+        self._log = logging.LoggerAdapter(log, {"call_id": ctx.call_id})
+        self._called_number = called_number
+        self._stream_id = stream_id
+
+        self._vad = engines.vad.stream(config.sample_rate)
+        self._window_bytes = self._vad.window_samples * 2
+        self._window_ms = self._vad.window_samples * 1000.0 / config.sample_rate
+        self._detector = TurnDetector(config.turn, self._window_ms)
+        preroll_ms = config.speech_pad_ms + config.turn.min_speech_ms
+        self._utterance = UtteranceBuffer(math.ceil(preroll_ms / self._window_ms))
+        self._inbuf = bytearray()
+        self._chunk_bytes = int(config.sample_rate * config.chunk_ms / 1000) * 2
+
+        self._playout = PlayoutTracker()
+        self._reply_task: asyncio.Task[None] | None = None
+        self._reply_stage = "idle"  # idle | stt | brain | speaking
+        self._reply_audio = b""  # the utterance the current reply answers (for carry-over)
+        self._bot_turn: _BotTurn | None = None
+        self._spec_task: asyncio.Task[Transcript] | None = None
+        self._utterance_over_reply = False
+        self._barged_this_utterance = False
+        self._carry = b""
+        self._dtmf = ""
+        self._dtmf_timer: asyncio.TimerHandle | None = None
+        self._seq = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closed = False
+        self.end_reason: str | None = None
+        self.outcome: str | None = None
+        self.closed = asyncio.Event()
+        self._started_mono = time.monotonic()
+        self._greeting_t0: float | None = accepted_at
+        self._chunk_n = 0
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    async def start(self, greeting_t0: float | None = None) -> None:
+        """Announce the call and speak the greeting. ``greeting_t0`` is the monotonic time the
+        call was accepted, for the greeting latency figure; an ``accepted_at`` given at
+        construction (the webhook's time) takes precedence."""
+        if self._greeting_t0 is None:
+            self._greeting_t0 = greeting_t0 if greeting_t0 is not None else time.monotonic()
+        self._metrics.calls_total.labels(self.ctx.ingress).inc()
+        self._metrics.calls_active.labels(self.ctx.ingress).inc()
+        self._observer.call_started(
+            CallInfo(
+                call_id=self.ctx.call_id,
+                ingress=self.ctx.ingress,
+                caller_number=self.ctx.caller_number,
+                called_number=self._called_number,
+                stream_id=self._stream_id,
+                started_at=self.ctx.started_at or _now(),
+            )
+        )
+        self._start_reply(self._greeting())
+
+    async def close(self, reason: str) -> None:
+        """End the call: stop every task, record what was heard. Safe to call many times and
+        from inside the session's own tasks."""
+        if self._closed:
+            return
+        self._closed = True
+        self.end_reason = reason
+        if self._dtmf_timer:
+            self._dtmf_timer.cancel()
+        current = asyncio.current_task()
+        if self._bot_turn is not None:
+            self._finish_bot_turn(interrupted=self._playout.speaking)
+        others = [t for t in self._tasks if t is not current and not t.done()]
+        for task in others:
+            task.cancel()
+        if others:
+            await asyncio.gather(*others, return_exceptions=True)
+        self._metrics.calls_active.labels(self.ctx.ingress).dec()
+        self._metrics.call_end_total.labels(reason).inc()
+        self._observer.call_ended(self.ctx.call_id, _now(), reason, self.outcome)
+        self._log.info("call ended: %s", reason)
+        self.closed.set()
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
+
+    # --- input from the transport ------------------------------------------------------------
+    def feed_audio(self, pcm16: bytes) -> None:
+        if self._closed:
+            return
+        buf = self._inbuf
+        buf += pcm16
+        wb = self._window_bytes
+        while len(buf) >= wb:
+            window = bytes(buf[:wb])
+            del buf[:wb]
+            samples = np.frombuffer(window, dtype=np.int16).astype(np.float32)
+            samples *= 1.0 / 32768.0
+            prob = self._vad.probability(samples)
+            self._utterance.add(window)
+            event = self._detector.update(prob)
+            if event is not None:
+                self._on_turn_event(event)
+            elif (
+                self._detector.speaking
+                and self._utterance_over_reply
+                and not self._barged_this_utterance
+                and self._detector.speech_ms >= self._cfg.barge_in_min_ms
+            ):
+                self._barge_in()
+
+    def feed_dtmf(self, digit: str) -> None:
+        if self._closed:
+            return
+        if self._reply_task is not None and not self._reply_task.done():
+            self._barge_in()
+        if digit == "#":
+            self._fire_dtmf()
+            return
+        self._dtmf += digit
+        if self._dtmf_timer:
+            self._dtmf_timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._dtmf_timer = loop.call_later(self._cfg.dtmf_timeout_s, self._fire_dtmf)
+
+    def mark_played(self, name: str) -> None:
+        self._playout.played(name)
+
+    # --- turn-taking -------------------------------------------------------------------------
+    def _on_turn_event(self, event: TurnEvent) -> None:
+        if event is TurnEvent.SPEECH_STARTED:
+            self._utterance.begin(self._carry)
+            self._carry = b""
+            self._utterance_over_reply = (
+                self._reply_task is not None and not self._reply_task.done()
+            )
+            self._barged_this_utterance = False
+            if self._utterance_over_reply and self._cfg.barge_in_min_ms <= 0:
+                self._barge_in()
+        elif event is TurnEvent.PAUSED:
+            self._cancel_speculation()
+            if not self._utterance_over_reply or self._barged_this_utterance:
+                audio = self._utterance.snapshot()
+                self._spec_task = self._spawn(self._transcribe(audio), "stt-speculative")
+        elif event is TurnEvent.RESUMED:
+            self._cancel_speculation()
+        elif event is TurnEvent.TURN_ENDED:
+            silence_s = self._detector.silence_ms / 1000.0
+            end_of_speech = time.monotonic() - silence_s
+            reply_active = self._reply_task is not None and not self._reply_task.done()
+            if self._utterance_over_reply and not self._barged_this_utterance and reply_active:
+                if self._playout.speaking:
+                    # "ajá", a cough, a short word while the bot talks: not a turn.
+                    self._cancel_speculation()
+                    self._utterance.discard()
+                    self._log.debug(
+                        "ignored %.0f ms of speech over the bot", self._detector.speech_ms
+                    )
+                    return
+                # The bot had not started talking (or just finished): a real turn that
+                # replaces (or, while transcribing, extends) the one being answered.
+                self._barge_in()
+            audio = self._utterance.finish()
+            spec, self._spec_task = self._spec_task, None
+            self._start_reply(self._answer(audio, spec, end_of_speech))
+
+    def _barge_in(self) -> None:
+        """The caller talks over the bot: stop talking now, remember only what was heard."""
+        self._barged_this_utterance = True
+        task = self._reply_task
+        if task is None or task.done():
+            return
+        if self._reply_stage == "stt":
+            # The caller had not finished: their next words continue the same utterance.
+            self._utterance.prepend(self._reply_audio)
+        was_speaking = self._playout.speaking
+        if was_speaking:
+            self._sink.clear()
+            self._metrics.barge_ins_total.inc()
+        self._playout_flush_and_finish()
+        task.cancel()
+        self._reply_task = None
+        self._reply_stage = "idle"
+        self._log.info("barge-in (bot was %s)", "speaking" if was_speaking else "thinking")
+
+    def _playout_flush_and_finish(self) -> None:
+        if self._bot_turn is not None:
+            self._finish_bot_turn(interrupted=True)
+        self._playout.flush()
+
+    def _fire_dtmf(self) -> None:
+        if self._dtmf_timer:
+            self._dtmf_timer.cancel()
+            self._dtmf_timer = None
+        digits, self._dtmf = self._dtmf, ""
+        if self._closed or not digits:
+            return
+        self._start_reply(self._answer(b"", None, time.monotonic(), dtmf=digits))
+
+    def _cancel_speculation(self) -> None:
+        if self._spec_task is not None:
+            self._spec_task.cancel()
+            self._spec_task = None
+
+    # --- replies -----------------------------------------------------------------------------
+    def _start_reply(self, coro: Coroutine[Any, Any, None]) -> None:
+        if self._closed:
+            coro.close()
+            return
+        if self._reply_task is not None and not self._reply_task.done():
+            self._barge_in()
+        self._reply_task = self._spawn(coro, "reply")
+
+    async def _greeting(self) -> None:
+        t0 = self._greeting_t0 or time.monotonic()
+        text = await self._engines.brain.greeting(self.ctx)
+        await self._speak(_single(TextChunk(text)), t0, {}, kind="greeting")
+
+    async def _transcribe(self, audio: bytes) -> Transcript:
+        return await self._engines.stt.transcribe(audio, self._cfg.sample_rate)
+
+    async def _answer(
+        self,
+        audio: bytes,
+        spec: asyncio.Task[Transcript] | None,
+        end_of_speech: float,
+        dtmf: str = "",
+    ) -> None:
+        turn_end = time.monotonic()
+        timings: dict[str, float] = {"endpoint_ms": (turn_end - end_of_speech) * 1000}
+        text = ""
+        if audio:
+            self._reply_stage = "stt"
+            self._reply_audio = audio
+            try:
+                transcript = await (spec if spec is not None else self._transcribe(audio))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self._metrics.engine_errors_total.labels("stt").inc()
+                self._log.exception("speech recognition failed")
+                await self._speak(_single(TextChunk(SORRY_NOT_UNDERSTOOD)), end_of_speech, timings)
+                return
+            timings["stt_ms"] = transcript.elapsed_s * 1000
+            timings["stt_wait_ms"] = (time.monotonic() - turn_end) * 1000
+            timings["speculative"] = 1.0 if spec is not None else 0.0
+            self._metrics.stage_seconds.labels("stt").observe(transcript.elapsed_s)
+            text = transcript.text.strip()
+            if not text:
+                self._log.info("no words recognised in %.1f s of audio", transcript.audio_s)
+                self._reply_stage = "idle"
+                return
+        self._reply_stage = "brain"
+        self._reply_audio = b""
+        wall_end = _now()
+        self._record(
+            TurnRecord(
+                seq=self._next_seq(),
+                speaker="caller",
+                text=text,
+                heard_text=text,
+                interrupted=False,
+                started_at=wall_end,
+                ended_at=wall_end,
+                timings={"audio_ms": len(audio) / 2 / self._cfg.sample_rate * 1000},
+                dtmf=dtmf,
+            )
+        )
+        self._metrics.turns_total.labels("caller").inc()
+        self.ctx.history.append(Message("user", text if not dtmf else f"{text} [DTMF: {dtmf}]"))
+        self._log.info("caller: %s%s", text, f" [DTMF {dtmf}]" if dtmf else "")
+        try:
+            outputs = self._engines.brain.respond(self.ctx, UserInput(text=text, dtmf=dtmf))
+            await self._speak(outputs, end_of_speech, timings)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self._metrics.engine_errors_total.labels("brain").inc()
+            self._log.exception("the brain failed")
+            if self._bot_turn is None and not self._closed:
+                await self._speak(_single(TextChunk(SORRY_PROBLEM)), end_of_speech, timings)
+
+    async def _speak(
+        self,
+        outputs: AsyncIterator[BrainOutput],
+        t0: float,
+        timings: dict[str, float],
+        *,
+        kind: str = "reply",
+    ) -> None:
+        """Stream a reply: sentences go to TTS as soon as they are complete, audio goes out as
+        soon as it exists; then wait until the caller has heard it all."""
+        turn = _BotTurn(seq=self._next_seq(), started_at=_now(), t0=t0, timings=timings, kind=kind)
+        self._bot_turn = turn
+        self._playout.start_reply()
+        sentences: asyncio.Queue[str | None] = asyncio.Queue()
+        actions: list[EndCall | Transfer] = []
+        brain_t0 = time.monotonic()
+
+        async def produce() -> None:
+            splitter = SentenceSplitter()
+            first = True
+            try:
+                async for out in outputs:
+                    if isinstance(out, TextChunk):
+                        if first and out.text.strip():
+                            first = False
+                            dt = time.monotonic() - brain_t0
+                            turn.timings["brain_first_text_ms"] = dt * 1000
+                            self._metrics.stage_seconds.labels("brain_first_text").observe(dt)
+                        for sentence in splitter.push(out.text):
+                            sentences.put_nowait(sentence)
+                    elif isinstance(out, ToolEvent):
+                        turn.tools.append(
+                            {"name": out.name, "arguments": out.arguments, "result": out.result}
+                        )
+                    elif isinstance(out, EndCall | Transfer):
+                        actions.append(out)
+                for sentence in splitter.flush():
+                    sentences.put_nowait(sentence)
+            finally:
+                sentences.put_nowait(None)
+
+        self._reply_stage = "speaking"
+        producer = asyncio.create_task(produce(), name=f"brain-{self.ctx.call_id}")
+        try:
+            while (sentence := await sentences.get()) is not None:
+                await self._speak_sentence(sentence, turn)
+            await producer
+        finally:
+            if not producer.done():
+                producer.cancel()
+                await asyncio.gather(producer, return_exceptions=True)
+
+        heard_all = await self._playout.wait_idle(
+            self._playout.unplayed_s + self._cfg.playback_grace_s
+        )
+        if not heard_all:
+            self._log.warning("no mark echo for the end of the reply; assuming it was heard")
+        if self._bot_turn is turn:
+            self._finish_bot_turn(interrupted=False)
+        self._reply_stage = "idle"
+        for action in actions:
+            await self._act(action)
+
+    async def _speak_sentence(self, sentence: str, turn: _BotTurn) -> None:
+        start, end = self._playout.add_text(sentence)
+        est_s = max(len(sentence) / 14.0, 0.3)  # eSpeak es-419 at 165 wpm ≈ 14 chars/s
+        rate = self._cfg.sample_rate
+        tts_t0 = time.monotonic()
+        pending = bytearray()
+        sent_s = 0.0
+        first_audio = "tts_first_audio_ms" not in turn.timings
+
+        def emit(piece: bytes, last: bool) -> None:
+            nonlocal sent_s
+            dur = len(piece) / 2 / rate
+            sent_s += dur
+            text_end = end if last else start + int((end - start) * min(sent_s / est_s, 0.95))
+            mark = f"{turn.seq}.{self._chunk_counter()}"
+            self._playout.add_chunk(mark, text_end, dur)
+            on_sent = None
+            if not turn.audio_sent:
+                turn.audio_sent = True
+                on_sent = self._first_byte_callback(turn)
+            self._sink.send_audio(piece, mark, on_sent)
+
+        try:
+            async for pcm in self._engines.tts.synthesize(sentence, rate):
+                if first_audio:
+                    first_audio = False
+                    dt = time.monotonic() - tts_t0
+                    turn.timings["tts_first_audio_ms"] = dt * 1000
+                    self._metrics.stage_seconds.labels("tts_first_audio").observe(dt)
+                pending += pcm
+                while len(pending) > self._chunk_bytes:
+                    emit(bytes(pending[: self._chunk_bytes]), last=False)
+                    del pending[: self._chunk_bytes]
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self._metrics.engine_errors_total.labels("tts").inc()
+            self._log.exception("speech synthesis failed for %r", sentence[:80])
+            return
+        if pending:
+            emit(bytes(pending), last=True)
+
+    def _first_byte_callback(self, turn: _BotTurn) -> Callable[[float], None]:
+        def on_sent(t: float) -> None:
+            turn.first_byte_at = t
+            latency = t - turn.t0
+            turn.timings["first_byte_ms"] = latency * 1000
+            if turn.kind == "greeting":
+                self._metrics.greeting_seconds.observe(latency)
+            elif turn.kind == "reply":
+                self._metrics.turn_latency_seconds.observe(latency)
+
+        return on_sent
+
+    def _chunk_counter(self) -> int:
+        self._chunk_n += 1
+        return self._chunk_n
+
+    def _finish_bot_turn(self, *, interrupted: bool) -> None:
+        turn, self._bot_turn = self._bot_turn, None
+        if turn is None:
+            return
+        text = self._playout.text
+        if not text:
+            return
+        heard = self._playout.heard_text() if interrupted else text
+        self._record(
+            TurnRecord(
+                seq=turn.seq,
+                speaker="bot",
+                text=text,
+                heard_text=heard,
+                interrupted=interrupted,
+                started_at=turn.started_at,
+                ended_at=_now(),
+                timings=dict(turn.timings),
+                tools=list(turn.tools),
+            )
+        )
+        self._metrics.turns_total.labels("bot").inc()
+        if heard:
+            self.ctx.history.append(Message("assistant", heard, interrupted=interrupted))
+        self._log.info(
+            "bot%s: %s | %s",
+            " (interrupted)" if interrupted else "",
+            heard or "…",
+            " ".join(f"{k}={v:.0f}" for k, v in turn.timings.items()),
+        )
+
+    async def _act(self, action: EndCall | Transfer) -> None:
+        if isinstance(action, EndCall):
+            self.outcome = self.outcome or action.reason
+            await asyncio.sleep(0.2)  # let the last syllable leave the phone's jitter buffer
+            await self._sink.hangup()
+            await self.close("bot-hangup")
+            return
+        if await self._sink.transfer(action.target):
+            self.outcome = "transferred"
+            await self.close("transfer")
+            return
+        await self._speak(
+            _single(TextChunk(SORRY_NO_TRANSFER)), time.monotonic(), {}, kind="notice"
+        )
+
+    # --- helpers -----------------------------------------------------------------------------
+    def _next_seq(self) -> int:
+        seq = self._seq
+        self._seq += 1
+        return seq
+
+    def _record(self, turn: TurnRecord) -> None:
+        self._observer.turn_ended(self.ctx.call_id, turn)
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro, name=f"{name}-{self.ctx.call_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None and task is not self._spec_task:
+            self._log.error("task %s failed", task.get_name(), exc_info=exc)
+
+
+async def _single(item: BrainOutput) -> AsyncIterator[BrainOutput]:
+    yield item
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,283 @@
+"""The ``WS /twilio/stream`` transport: Twilio Media Streams ↔ CallSession.
+
+Turns Twilio's JSON messages into audio frames, DTMF digits and mark echoes for the session,
+and the session's audio into mu-law ``media`` + ``mark`` messages. A single writer task owns
+the socket's sending side, so a barge-in ``clear`` can drop audio that has not gone out yet
+and nothing is ever sent after the socket closed.
+
+A bad message is logged with the call id and ignored; a stream that keeps sending them is
+closed. Nothing one stream does can raise out of this class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from pipeline.metrics import PipelineMetrics
+from telephony.audio_codec import StreamResampler, mulaw_to_pcm16, pcm16_to_mulaw
+from telephony.twilio_protocol import (
+    Connected,
+    Dtmf,
+    MarkEcho,
+    Media,
+    ProtocolError,
+    Start,
+    Stop,
+    clear_message,
+    mark_message,
+    media_message,
+    parse_message,
+)
+
+log = logging.getLogger("taina.twilio")
+
+MAX_GAP_FILL_MS = 1000  # silence inserted for a hole in Twilio's timestamps, at most
+
+
+class SessionLike(Protocol):
+    def feed_audio(self, pcm16: bytes) -> None: ...
+    def feed_dtmf(self, digit: str) -> None: ...
+    def mark_played(self, name: str) -> None: ...
+    async def start(self, greeting_t0: float | None = None) -> None: ...
+    async def close(self, reason: str) -> None: ...
+    @property
+    def is_closed(self) -> bool: ...
+
+
+# Builds the session for an accepted stream. Returns None to refuse the stream (bad token).
+SessionFactory = Callable[[Start, "TwilioMediaStream"], Awaitable["SessionLike | None"]]
+TransferHandler = Callable[[str, str | None], Awaitable[bool]]
+
+
+class TwilioMediaStream:
+    """One Twilio media stream. Implements the session's ``AudioSink``."""
+
+    def __init__(
+        self,
+        ws: WebSocket,
+        *,
+        pipeline_rate: int,
+        max_message_bytes: int,
+        max_bad_messages: int,
+        metrics: PipelineMetrics,
+        session_factory: SessionFactory,
+        transfer_handler: TransferHandler | None = None,
+    ) -> None:
+        self._ws = ws
+        self._rate = pipeline_rate
+        self._max_bytes = max_message_bytes
+        self._max_bad = max_bad_messages
+        self._metrics = metrics
+        self._factory = session_factory
+        self._transfer_handler = transfer_handler
+        self._in_resampler = StreamResampler(8000, pipeline_rate)
+        self._out_resampler = StreamResampler(pipeline_rate, 8000)
+        self._outbox: asyncio.Queue[tuple[str, Callable[[float], None] | None] | None] = (
+            asyncio.Queue()
+        )
+        self._writer: asyncio.Task[None] | None = None
+        self._session: SessionLike | None = None
+        self._start: Start | None = None
+        self.stream_sid: str | None = None
+        self.call_sid: str | None = None
+        self._bad = 0
+        self._next_ts: int | None = None
+        self._closing = False
+        self._log: logging.LoggerAdapter[logging.Logger] = logging.LoggerAdapter(
+            log, {"call_id": "-"}
+        )
+        self.accepted_at = time.monotonic()
+
+    # --- AudioSink -------------------------------------------------------------------------
+    def send_audio(
+        self, pcm16: bytes, mark: str, on_sent: Callable[[float], None] | None = None
+    ) -> None:
+        if self._closing or self.stream_sid is None:
+            return
+        mulaw = pcm16_to_mulaw(self._out_resampler.process(pcm16))
+        self._outbox.put_nowait((media_message(self.stream_sid, mulaw), on_sent))
+        self._outbox.put_nowait((mark_message(self.stream_sid, mark), None))
+
+    def clear(self) -> None:
+        if self._closing or self.stream_sid is None:
+            return
+        dropped = 0
+        while True:
+            try:
+                item = self._outbox.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+            if item is None:  # a hang-up was queued: keep it
+                self._outbox.put_nowait(None)
+                return
+            dropped += 1
+        self._out_resampler.reset()
+        self._outbox.put_nowait((clear_message(self.stream_sid), None))
+        self._log.debug("clear sent (%d queued messages dropped)", dropped)
+
+    async def hangup(self) -> None:
+        """Closing the socket ends ``<Connect>``; with no verb after it, Twilio hangs up."""
+        if self._closing:
+            return
+        self._closing = True
+        self._outbox.put_nowait(None)
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._writer), 5)
+        await self._close_socket(1000)
+
+    async def transfer(self, target: str | None) -> bool:
+        if self._transfer_handler is None or self.call_sid is None:
+            return False
+        try:
+            return await self._transfer_handler(self.call_sid, target)
+        except Exception:
+            self._log.exception("transfer failed")
+            return False
+
+    # --- the receive loop ------------------------------------------------------------------
+    async def run(self) -> None:
+        await self._ws.accept()
+        self._writer = asyncio.create_task(self._write_loop(), name="twilio-writer")
+        reason = "disconnected"
+        try:
+            reason = await self._receive_loop()
+        except WebSocketDisconnect:
+            reason = "caller-hangup" if self._start else "disconnected"
+        except Exception:
+            self._log.exception("stream failed")
+            reason = "error"
+        finally:
+            await self._shutdown(reason)
+
+    async def _receive_loop(self) -> str:
+        ws = self._ws
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return "caller-hangup" if self._start else "disconnected"
+            raw = message.get("text")
+            if raw is None:
+                raw = message.get("bytes") or b""
+            parsed = parse_message(raw, self._max_bytes)
+            if isinstance(parsed, Media):
+                self._on_media(parsed)
+            elif isinstance(parsed, ProtocolError):
+                if self._bad_message(parsed.reason, parsed.event or "invalid"):
+                    return "protocol-error"
+            elif isinstance(parsed, MarkEcho):
+                if self._check_sid(parsed.stream_sid, "mark") and self._session:
+                    self._session.mark_played(parsed.name)
+            elif isinstance(parsed, Dtmf):
+                if self._check_sid(parsed.stream_sid, "dtmf") and self._session:
+                    self._session.feed_dtmf(parsed.digit)
+            elif isinstance(parsed, Start):
+                outcome = await self._on_start(parsed)
+                if outcome is not None:
+                    return outcome
+            elif isinstance(parsed, Stop):
+                if self._check_sid(parsed.stream_sid, "stop"):
+                    return "caller-hangup"
+            elif isinstance(parsed, Connected):
+                pass
+            if self._session is not None and self._session.is_closed:
+                return "bot-hangup"
+
+    def _on_media(self, media: Media) -> None:
+        if self._session is None:
+            self._bad_message("media before start", "media")
+            return
+        if not self._check_sid(media.stream_sid, "media"):
+            return
+        payload = media.payload
+        if media.timestamp_ms is not None:
+            if self._next_ts is not None:
+                gap = media.timestamp_ms - self._next_ts
+                if 20 <= gap <= MAX_GAP_FILL_MS:
+                    # Lost packets: keep the VAD's clock honest with silence.
+                    self._session.feed_audio(bytes(gap * 8 * 2 * self._rate // 8000))
+            self._next_ts = media.timestamp_ms + len(payload) // 8
+        self._session.feed_audio(self._in_resampler.process(mulaw_to_pcm16(payload)))
+
+    async def _on_start(self, start: Start) -> str | None:
+        if self._start is not None:
+            self._bad_message("second start on one stream", "start")
+            return None
+        self._log = logging.LoggerAdapter(log, {"call_id": start.call_sid})
+        self._start = start
+        self.stream_sid = start.stream_sid
+        self.call_sid = start.call_sid
+        session = await self._factory(start, self)
+        if session is None:
+            self._log.warning("stream refused at start")
+            self._metrics.bad_messages_total.labels("twilio", "refused-start").inc()
+            await self._close_socket(1008)
+            return "refused"
+        self._session = session
+        await session.start(self.accepted_at)
+        return None
+
+    def _check_sid(self, stream_sid: str, event: str) -> bool:
+        if self._start is None:
+            self._bad_message(f"{event} before start", event)
+            return False
+        if stream_sid != self._start.stream_sid:
+            self._bad_message(f"{event} for another streamSid", event)
+            return False
+        return True
+
+    def _bad_message(self, reason: str, event: str) -> bool:
+        """Log and count; True when the stream has misbehaved enough to be closed."""
+        self._bad += 1
+        self._metrics.bad_messages_total.labels("twilio", event[:20]).inc()
+        if self._bad <= 10 or self._bad % 100 == 0:
+            self._log.warning("ignored message: %s", reason)
+        if self._bad > self._max_bad:
+            self._log.error("closing stream after %d bad messages", self._bad)
+            return True
+        return False
+
+    # --- sending ---------------------------------------------------------------------------
+    async def _write_loop(self) -> None:
+        ws = self._ws
+        while True:
+            item = await self._outbox.get()
+            if item is None:
+                return
+            text, on_sent = item
+            if ws.application_state != WebSocketState.CONNECTED:
+                return
+            try:
+                await ws.send_text(text)
+            except Exception:  # the peer is gone; the receive loop will notice
+                return
+            if on_sent is not None:
+                on_sent(time.monotonic())
+
+    async def _close_socket(self, code: int) -> None:
+        self._closing = True
+        if self._ws.application_state == WebSocketState.CONNECTED:
+            with contextlib.suppress(Exception):
+                await self._ws.close(code)
+
+    async def _shutdown(self, reason: str) -> None:
+        self._closing = True
+        if self._session is not None:
+            await self._session.close(reason)
+        if self._writer is not None:
+            self._outbox.put_nowait(None)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._writer, 2)
+            if not self._writer.done():
+                self._writer.cancel()
+        await self._close_socket(1000 if reason != "protocol-error" else 1008)
+
+    def describe(self) -> dict[str, Any]:
+        return {"call_sid": self.call_sid, "stream_sid": self.stream_sid, "bad": self._bad}
