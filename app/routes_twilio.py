@@ -88,9 +88,13 @@ async def stream_status(request: Request) -> Response:
     error = str(form.get("StreamError") or "")[:500]
     level = logging.WARNING if event == "stream-error" else logging.INFO
     log.log(level, "stream status %s %s", event, error, extra={"call_id": call_sid})
-    recorder = getattr(request.app.state, "stream_events", None)
-    if recorder is not None:
-        recorder(dict(form))
+    services.recorder.stream_event(
+        call_sid,
+        str(form.get("StreamSid") or "")[:64] or None,
+        event or "unknown",
+        error=error or None,
+        payload={k: str(v)[:500] for k, v in list(form.items())[:40]},
+    )
     return Response(status_code=204)
 
 

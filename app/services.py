@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.call_records import StorageObserver
 from app.recent_calls import RecentCalls
 from app.settings import Settings
+from app.storage import BookingRepository, CallRecorder, CallRepository, Database
 from pipeline.brain.base import Brain
 from pipeline.engines import SpeechToText, TextToSpeech, VadModel
 from pipeline.metrics import PipelineMetrics
@@ -34,23 +37,25 @@ class Services:
     recent: RecentCalls
     observer: CallObserver
     signatures: TwilioSignatureChecker | None
+    db: Database
+    calls: CallRepository
+    bookings: BookingRepository
+    recorder: CallRecorder
     extra_observers: list[CallObserver] = field(default_factory=list)
-    resources: list[Any] = field(default_factory=list)  # things to close at shutdown
+    closers: list[Callable[[], Awaitable[Any] | Any]] = field(default_factory=list)
 
     def session_config(self) -> SessionConfig:
         return session_config_from(self.settings)
 
     async def aclose(self) -> None:
-        for res in reversed(self.resources):
-            closer = getattr(res, "aclose", None) or getattr(res, "close", None)
-            if closer is None:
-                continue
+        """Close in reverse order of creation: the recorder flushes before the database goes."""
+        for closer in reversed(self.closers):
             try:
                 result = closer()
                 if asyncio.iscoroutine(result):
                     await result
             except Exception:
-                log.exception("closing %r failed", res)
+                log.exception("closing %r failed", closer)
 
 
 def session_config_from(s: Settings) -> SessionConfig:
@@ -106,16 +111,23 @@ async def build_services(
     extra_observers: list[CallObserver] | None = None,
 ) -> Services:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    resources: list[Any] = []
+    closers: list[Callable[[], Awaitable[Any] | Any]] = []
+    db = Database(settings.effective_database_url)
+    await db.migrate()
+    closers.append(db.dispose)
+    calls = CallRepository(db)
+    recorder = CallRecorder(calls)
+    recorder.start()
+    closers.append(recorder.stop)
     if engines is None:
         vad, stt, tts = await asyncio.to_thread(load_embedded_engines, settings)
         warm = getattr(stt, "warm_up", None)
         if warm is not None:
             await warm()
-        resources.append(stt)
+        closers.append(stt.close)
         engines = Engines(vad=vad, stt=stt, tts=tts, brain=build_brain(settings))
     recent = RecentCalls()
-    observers: list[CallObserver] = [recent, *(extra_observers or [])]
+    observers: list[CallObserver] = [recent, StorageObserver(recorder), *(extra_observers or [])]
     signatures = (
         TwilioSignatureChecker(settings.twilio_auth_token, settings.public_url)
         if settings.twilio_auth_token
@@ -129,6 +141,10 @@ async def build_services(
         recent=recent,
         observer=FanOutObserver(*observers),
         signatures=signatures,
+        db=db,
+        calls=calls,
+        bookings=BookingRepository(db),
+        recorder=recorder,
         extra_observers=list(extra_observers or []),
-        resources=resources,
+        closers=closers,
     )
