@@ -84,6 +84,19 @@ class Settings(BaseSettings):
     tts_rate_wpm: int = 165
     tts_pitch: int = 45
 
+    # --- brain and knowledge (issue 3) ---------------------------------------------------
+    openai_model: str = Field(default="gpt-4o-mini", validation_alias=_plain("OPENAI_MODEL"))
+    llm_temperature: float = 0.7
+    llm_first_token_budget_s: float = 2.5  # beyond it, the offline brain answers this turn
+    llm_tool_timeout_s: float = 5.0
+    llm_max_tool_rounds: int = 4
+    knowledge_dir: Path | None = None  # default: the packaged knowledge_data/
+    knowledge_mode: str = "rag_prompt"  # rag_prompt | query_engine | chat_engine
+    embedding_model: str = "text-embedding-3-small"
+    booking_days_ahead: int = 30
+    booking_webhook_url: str | None = None  # optional external booking system
+    booking_webhook_secret: str | None = None
+
     # --- storage ----------------------------------------------------------------------------
     database_url: str | None = Field(default=None, validation_alias=_plain("DATABASE_URL"))
 

@@ -52,12 +52,18 @@ SORRY_NO_TRANSFER = (
 
 
 class AudioSink(Protocol):
-    """What a transport offers the session. ``send_audio`` and ``clear`` only enqueue."""
+    """What a transport offers the session. ``send_audio`` and ``clear`` only enqueue.
+
+    ``output_rate`` is the rate the transport wants audio at: TTS synthesizes straight to it,
+    so a phone call's voice is resampled once, per sentence, instead of frame by frame.
+    """
+
+    output_rate: int
 
     def send_audio(
         self, pcm16: bytes, mark: str, on_sent: Callable[[float], None] | None = None
     ) -> None:
-        """Send PCM16 at the pipeline rate, followed by ``mark``; call ``on_sent`` with the
+        """Send PCM16 at ``output_rate``, followed by ``mark``; call ``on_sent`` with the
         monotonic time the audio went out on the wire."""
         ...
 
@@ -135,7 +141,8 @@ class CallSession:
         preroll_ms = config.speech_pad_ms + config.turn.min_speech_ms
         self._utterance = UtteranceBuffer(math.ceil(preroll_ms / self._window_ms))
         self._inbuf = bytearray()
-        self._chunk_bytes = int(config.sample_rate * config.chunk_ms / 1000) * 2
+        self._out_rate = int(getattr(sink, "output_rate", config.sample_rate))
+        self._chunk_bytes = int(self._out_rate * config.chunk_ms / 1000) * 2
 
         self._playout = PlayoutTracker()
         self._reply_task: asyncio.Task[None] | None = None
@@ -468,7 +475,7 @@ class CallSession:
     async def _speak_sentence(self, sentence: str, turn: _BotTurn) -> None:
         start, end = self._playout.add_text(sentence)
         est_s = max(len(sentence) / 14.0, 0.3)  # eSpeak es-419 at 165 wpm ≈ 14 chars/s
-        rate = self._cfg.sample_rate
+        rate = self._out_rate
         tts_t0 = time.monotonic()
         pending = bytearray()
         sent_s = 0.0

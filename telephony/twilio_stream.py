@@ -57,7 +57,13 @@ TransferHandler = Callable[[str, str | None], Awaitable[bool]]
 
 
 class TwilioMediaStream:
-    """One Twilio media stream. Implements the session's ``AudioSink``."""
+    """One Twilio media stream. Implements the session's ``AudioSink``.
+
+    The session sends audio at 8 kHz (``output_rate``), so the outbound path is only a
+    mu-law encode; inbound audio is decoded and resampled to the pipeline rate.
+    """
+
+    output_rate = 8000
 
     def __init__(
         self,
@@ -78,7 +84,7 @@ class TwilioMediaStream:
         self._factory = session_factory
         self._transfer_handler = transfer_handler
         self._in_resampler = StreamResampler(8000, pipeline_rate)
-        self._out_resampler = StreamResampler(pipeline_rate, 8000)
+        self._out_resampler = StreamResampler(self.output_rate, 8000)  # passthrough today
         self._outbox: asyncio.Queue[tuple[str, Callable[[float], None] | None] | None] = (
             asyncio.Queue()
         )

@@ -24,6 +24,8 @@ FRAME = 320  # 20 ms at 16 kHz
 class FakePhone:
     """The far end: plays audio at ``speed`` × real time and echoes marks like Twilio."""
 
+    output_rate = RATE
+
     def __init__(self, speed: float = 20.0, transfer_ok: bool = False) -> None:
         self.speed = speed
         self.transfer_ok = transfer_ok
