@@ -52,7 +52,7 @@ def _pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
     values = sorted(values)
-    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+    return values[min(len(values) - 1, round(q * (len(values) - 1)))]
 
 
 def _summary(values: list[float]) -> dict[str, float]:
@@ -81,8 +81,10 @@ async def bench(server: str, calls: int, database_url: str | None) -> dict:
         result = await run_call(CallOptions(server=server, says=q, transcribe=False, timeout_s=30))
         sids.append(result.call_sid)
         latencies.extend(result.latencies_ms)
-        print(f"call {i + 1}/{calls}: latencies {[round(x) for x in result.latencies_ms]} ms",
-              file=sys.stderr)
+        print(
+            f"call {i + 1}/{calls}: latencies {[round(x) for x in result.latencies_ms]} ms",
+            file=sys.stderr,
+        )
     out: dict = {"calls": calls, "turn_latency_ms": _summary(latencies)}
     if database_url:
         await asyncio.sleep(1.0)  # let the recorder flush the last call

@@ -37,7 +37,7 @@ class LiveServer:
         return f"http://127.0.0.1:{self.port}"
 
     @property
-    def services(self):  # noqa: ANN201
+    def services(self):
         return self.app.state.services
 
     def start(self, timeout: float = 120.0) -> LiveServer:
@@ -72,15 +72,15 @@ class LiveServer:
         if self._thread is not None:
             self._thread.join(timeout=30)
 
-    def call_view(self, call_sid: str):  # noqa: ANN201
+    def call_view(self, call_sid: str):
         return self.services.recent.get(call_sid)
 
-    def run(self, coro, timeout: float = 30.0):  # noqa: ANN001, ANN201
+    def run(self, coro, timeout: float = 30.0):
         """Run a coroutine on the server's own loop (its database engine lives there)."""
         assert self.loop is not None
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
-    def stored_call(self, call_sid: str, timeout: float = 10.0):  # noqa: ANN201
+    def stored_call(self, call_sid: str, timeout: float = 10.0):
         """The call as the database has it, once the recorder has flushed."""
         self.run(self.services.recorder.flushed(), timeout)
         return self.run(self.services.calls.get_call(call_sid), timeout)
@@ -100,7 +100,10 @@ def settings_for(tmp: Path, **overrides: object) -> Settings:
 
 def instant_engines(stt_text: str = "¿A qué hora abren las oficinas?") -> Engines:
     return Engines(
-        vad=EnergyVad(), stt=FixedSTT(text=stt_text), tts=ToneTTS(ms_per_char=20), brain=OfflineBrain()
+        vad=EnergyVad(),
+        stt=FixedSTT(text=stt_text),
+        tts=ToneTTS(ms_per_char=20),
+        brain=OfflineBrain(),
     )
 
 

@@ -53,8 +53,13 @@ async def test_a_spoken_question_gets_a_spoken_spanish_answer(
     assert "hora" in fold(caller.text)
     bot = stored.turns[-1]
     assert bot.speaker == "bot" and "lunes a viernes" in bot.text and not bot.interrupted
-    for stage in ("endpoint_ms", "stt_ms", "brain_first_text_ms", "tts_first_audio_ms",
-                  "first_byte_ms"):
+    for stage in (
+        "endpoint_ms",
+        "stt_ms",
+        "brain_first_text_ms",
+        "tts_first_audio_ms",
+        "first_byte_ms",
+    ):
         assert stage in bot.timings, stage
 
 

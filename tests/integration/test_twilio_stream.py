@@ -213,7 +213,8 @@ async def test_bad_messages_are_ignored_and_the_call_goes_on(server: LiveServer)
     assert "media" in events(reply)
     view = server.call_view(call.call_sid)
     assert any(t.speaker == "caller" for t in view.turns)
-    metrics = httpx.get(f"{server.url}/metrics").text
+    async with httpx.AsyncClient() as client:
+        metrics = (await client.get(f"{server.url}/metrics")).text
     assert 'taina_bad_messages_total{reason="media",transport="twilio"}' in metrics
     await call.stop()
 
@@ -325,8 +326,12 @@ async def test_status_callbacks_health_and_metrics(server: LiveServer) -> None:
     async with httpx.AsyncClient() as client:
         r = await client.post(
             f"{server.url}/twilio/status",
-            data={"CallSid": call_sid(), "StreamSid": stream_sid(), "StreamEvent": "stream-error",
-                  "StreamError": "handshake failed"},
+            data={
+                "CallSid": call_sid(),
+                "StreamSid": stream_sid(),
+                "StreamEvent": "stream-error",
+                "StreamError": "handshake failed",
+            },
         )
         assert r.status_code == 204
         health = (await client.get(f"{server.url}/healthz")).json()
@@ -340,7 +345,8 @@ async def test_status_callbacks_health_and_metrics(server: LiveServer) -> None:
     await call.collect(1.0)
     await call.stop()
     await asyncio.sleep(0.2)
-    metrics = httpx.get(f"{server.url}/metrics").text
+    async with httpx.AsyncClient() as client:
+        metrics = (await client.get(f"{server.url}/metrics")).text
     assert 'taina_calls_total{ingress="twilio"}' in metrics
     assert "taina_turn_latency_seconds_count 1.0" in metrics
     assert "taina_greeting_seconds_count" in metrics
@@ -348,7 +354,7 @@ async def test_status_callbacks_health_and_metrics(server: LiveServer) -> None:
     assert "process_cpu_seconds_total" in metrics
 
 
-async def _until(cond, timeout: float = 5.0) -> None:  # noqa: ANN001
+async def _until(cond, timeout: float = 5.0) -> None:
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
     while not cond():

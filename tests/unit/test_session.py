@@ -156,7 +156,13 @@ async def test_question_gets_an_answer_with_timings() -> None:
     caller, bot = turns(recent)[1:]
     assert caller.speaker == "caller" and caller.text == stt.text
     assert bot.speaker == "bot" and "lunes a viernes" in bot.text and not bot.interrupted
-    for key in ("endpoint_ms", "stt_ms", "brain_first_text_ms", "tts_first_audio_ms", "first_byte_ms"):
+    for key in (
+        "endpoint_ms",
+        "stt_ms",
+        "brain_first_text_ms",
+        "tts_first_audio_ms",
+        "first_byte_ms",
+    ):
         assert key in bot.timings, key
     assert bot.timings["endpoint_ms"] >= 380  # the end-of-turn silence was waited for
     # The whole utterance (with pre-roll) went to STT, not just a fragment.
