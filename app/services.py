@@ -91,6 +91,7 @@ def load_embedded_engines(settings: Settings) -> tuple[VadModel, SpeechToText, T
         prompt=settings.stt_prompt,
         beam_size=settings.stt_beam_size,
         cpu_threads=settings.stt_cpu_threads,
+        temperatures=settings.stt_temperatures,
     )
     tts = EspeakTTS(
         voice=settings.tts_voice, rate_wpm=settings.tts_rate_wpm, pitch=settings.tts_pitch

@@ -79,6 +79,8 @@ class Settings(BaseSettings):
     stt_language: str = "es"
     stt_prompt: str = DEFAULT_STT_PROMPT
     stt_beam_size: int = 1
+    # One greedy pass: a temperature retry doubles the time on exactly the hard utterances.
+    stt_temperatures: tuple[float, ...] = (0.0,)
     stt_cpu_threads: int = 2
     tts_voice: str = "es-419"
     tts_rate_wpm: int = 165

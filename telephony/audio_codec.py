@@ -3,7 +3,9 @@
 One ``StreamResampler`` per call per direction. It uses soxr (a band-limited polyphase filter)
 rather than ``audioop.ratecv``, whose linear interpolation images the 0-4 kHz phone band
 above 4 kHz and measurably hurts Whisper's accuracy on 8 kHz calls; soxr costs ~5 µs per
-20 ms frame and keeps filter state across frames, so frames join without clicks.
+20 ms frame and keeps filter state across frames, so frames join without clicks. Quality "MQ"
+holds back only ~26 ms of audio in its filter (HQ: 66 ms) and recognises as well as HQ on our
+phone-band tests; that delay is the only latency the resampler adds to end-of-turn detection.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ class StreamResampler:
         self._stream = self._new() if in_rate != out_rate else None
 
     def _new(self) -> soxr.ResampleStream:
-        return soxr.ResampleStream(self._in_rate, self._out_rate, 1, dtype="int16", quality="HQ")
+        return soxr.ResampleStream(self._in_rate, self._out_rate, 1, dtype="int16", quality="MQ")
 
     @property
     def passthrough(self) -> bool:
