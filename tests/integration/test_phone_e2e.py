@@ -24,6 +24,15 @@ def fold(text: str | None) -> str:
     return "".join(c for c in text if not unicodedata.combining(c))
 
 
+HOURS_WORDS = ("lunes", "viernes", "sabado", "ocho", "cuatro", "tarde", "manana", "atienden")
+
+
+def sounds_like_opening_hours(text: str | None) -> bool:
+    """At least two words of the opening-hours answer, as Whisper heard eSpeak say them."""
+    heard = fold(text)
+    return sum(word in heard for word in HOURS_WORDS) >= 2
+
+
 def options(server: LiveServer, *says: str, **kw: object) -> CallOptions:
     return CallOptions(server=server.url, says=list(says), timeout_s=30, **kw)
 
@@ -39,8 +48,7 @@ async def test_a_spoken_question_gets_a_spoken_spanish_answer(
     assert result.greeting is not None and result.greeting.answered
     turn = result.turns[0]
     assert turn.answered and turn.latency_ms is not None
-    heard = fold(turn.bot_text)
-    assert any(word in heard for word in ("lunes", "viernes", "sabado", "manana")), heard
+    assert sounds_like_opening_hours(turn.bot_text), turn.bot_text
     assert result.marks_echoed > 0 and result.clears == 0
 
     with wave.open(str(out)) as wav:
@@ -97,6 +105,6 @@ async def test_a_garbage_call_leaves_a_concurrent_call_unharmed(
     )
     assert good.exit_code == 0, good.error
     assert good.turns[0].answered
-    assert "lunes" in fold(good.turns[0].bot_text) or "viernes" in fold(good.turns[0].bot_text)
+    assert sounds_like_opening_hours(good.turns[0].bot_text), good.turns[0].bot_text
     # The misbehaving stream was cut off by the server.
     assert bad.hung_up_by_server or bad.exit_code != 0
