@@ -360,3 +360,50 @@ async def _until(cond, timeout: float = 5.0) -> None:
     while not cond():
         assert loop.time() < end, "condition not reached in time"
         await asyncio.sleep(0.02)
+
+
+async def test_transfer_goes_through_the_twilio_rest_api(live_server_factory, fake_twilio) -> None:
+    """DTMF 0 asks for a human: the server tells Twilio (REST, a local stand-in) to <Dial>."""
+    account = "AC" + "1" * 32
+    server = live_server_factory(
+        engines=instant_engines(),
+        twilio_account_sid=account,
+        twilio_auth_token="tok",
+        twilio_api_base_url=fake_twilio.base_url,
+        transfer_number="+18095550123",
+        public_url="https://taina.example.org",
+    )
+    validator = RequestValidator("tok")
+    call = RawStream(server)
+    params = {"CallSid": call.call_sid, "From": "+18095550100", "To": "+18095550199"}
+    async with httpx.AsyncClient() as client:
+        r = await client.post(
+            f"{server.url}/twilio/voice",
+            data=params,
+            headers={
+                "X-Twilio-Signature": validator.compute_signature(
+                    "https://taina.example.org/twilio/voice", params
+                )
+            },
+        )
+    token = parse_stream_twiml(r.text).parameters["token"]
+    await call.connect(
+        **{
+            "X-Twilio-Signature": validator.compute_signature(
+                "wss://taina.example.org/twilio/stream", {}
+            )
+        }
+    )
+    await call.start(token)
+    await call.collect(0.5)
+    for digit in "0#":
+        await call.send({"event": "dtmf", "streamSid": call.stream_sid, "dtmf": {"digit": digit}})
+    await call.collect(1.5)
+    await _until(lambda: fake_twilio.requests)
+    [request] = fake_twilio.requests
+    assert request.path == f"/2010-04-01/Accounts/{account}/Calls/{call.call_sid}.json"
+    twiml = request.form["Twiml"][0]
+    assert "<Dial" in twiml and "+18095550123" in twiml
+    view = server.call_view(call.call_sid)
+    await _until(lambda: view.end_reason is not None)
+    assert view.end_reason == "transfer" and view.outcome == "transferred"
