@@ -159,6 +159,9 @@ class CallSession:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
         self.end_reason: str | None = None
+        # Set just before the bot hangs up or transfers, so the transport's own close (the
+        # socket going away as a consequence) cannot be mistaken for the caller hanging up.
+        self._final_reason: str | None = None
         self.outcome: str | None = None
         self.closed = asyncio.Event()
         self._started_mono = time.monotonic()
@@ -192,6 +195,7 @@ class CallSession:
         if self._closed:
             return
         self._closed = True
+        reason = self._final_reason or reason
         self.end_reason = reason
         if self._dtmf_timer:
             self._dtmf_timer.cancel()
@@ -565,13 +569,17 @@ class CallSession:
         if isinstance(action, EndCall):
             self.outcome = self.outcome or action.reason
             await asyncio.sleep(0.2)  # let the last syllable leave the phone's jitter buffer
+            self._final_reason = "bot-hangup"
             await self._sink.hangup()
             await self.close("bot-hangup")
             return
+        self._final_reason = "transfer"
+        self.outcome = "transferred"
         if await self._sink.transfer(action.target):
-            self.outcome = "transferred"
             await self.close("transfer")
             return
+        self._final_reason = None
+        self.outcome = None
         await self._speak(
             _single(TextChunk(SORRY_NO_TRANSFER)), time.monotonic(), {}, kind="notice"
         )

@@ -407,3 +407,25 @@ async def test_transfer_goes_through_the_twilio_rest_api(live_server_factory, fa
     view = server.call_view(call.call_sid)
     await _until(lambda: view.end_reason is not None)
     assert view.end_reason == "transfer" and view.outcome == "transferred"
+
+
+async def test_the_bot_hangs_up_after_its_goodbye_is_heard(live_server_factory) -> None:
+    server = live_server_factory(engines=instant_engines(stt_text="No, eso es todo. Adiós."))
+    call = RawStream(server)
+    await call.connect()
+    await call.start(await call.webhook())
+    await call.collect(0.5)
+    await call.media(frames_of(True, 600) + frames_of(False, 800))
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            raw = await asyncio.wait_for(call.ws.recv(), 10)
+            msg = json.loads(raw)
+            if msg["event"] == "mark":  # the goodbye plays; marks echo back as it is heard
+                await call.send(
+                    {"event": "mark", "streamSid": call.stream_sid, "mark": msg["mark"]}
+                )
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1000
+    view = server.call_view(call.call_sid)
+    await _until(lambda: view.end_reason is not None)
+    assert view.end_reason == "bot-hangup"
+    assert "buen día" in view.turns[-1].text and not view.turns[-1].interrupted
