@@ -88,6 +88,20 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_knowledge(args: argparse.Namespace) -> int:
+    from knowledge import reindex
+
+    settings = Settings()
+    info = reindex(settings.data_dir, settings.knowledge_dir, force=args.force)
+    state = "rebuilt" if info.rebuilt else "already up to date"
+    print(
+        f"Knowledge index {state}: {info.files} files, {info.sections} sections"
+        f"{' (BM25 + embeddings)' if info.hybrid else ' (BM25)'} in {info.index_dir}",
+        flush=True,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="taina", description="TAINA voice assistant")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -107,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("action", choices=["install"])
     models.add_argument("--data-dir", default=None)
     models.set_defaults(func=_cmd_models)
+
+    knowledge = sub.add_parser("knowledge", help="manage the knowledge base index")
+    knowledge.add_argument("action", choices=["reindex"])
+    knowledge.add_argument("--force", action="store_true", help="rebuild even if unchanged")
+    knowledge.set_defaults(func=_cmd_knowledge)
     return parser
 
 

@@ -47,5 +47,5 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for noisy in ("httpx", "faster_whisper", "uvicorn.access"):
+    for noisy in ("httpx", "faster_whisper", "uvicorn.access", "bm25s"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
