@@ -31,6 +31,8 @@ from knowledge.embeddings import Embedder, EmbeddingIndex, OpenAIEmbedder
 from knowledge.fusion import reciprocal_rank_fusion
 from knowledge.text import ANALYZER_VERSION, TOKEN_PATTERN, SpanishAnalyzer, default_analyzer
 
+# bm25s sets its own logger to DEBUG when imported; its per-build chatter is not ours to log.
+logging.getLogger("bm25s").setLevel(logging.WARNING)
 logger = logging.getLogger(__name__)
 
 INDEX_FORMAT = 2
