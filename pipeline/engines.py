@@ -6,11 +6,21 @@ interchangeable. Audio crossing these interfaces is PCM16 little-endian mono byt
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
+
+from telephony.audio_codec import pcm16_to_mulaw
+
+# How audio crosses an interface: 16-bit linear PCM, or G.711 mu-law (one byte per sample),
+# which phone transports speak natively and some TTS providers can produce directly.
+AudioEncoding = Literal["pcm16", "mulaw"]
+
+
+def bytes_per_sample(encoding: AudioEncoding) -> int:
+    return 1 if encoding == "mulaw" else 2
 
 
 @dataclass(frozen=True)
@@ -50,7 +60,39 @@ class SpeechToText(Protocol):
         ...
 
 
+class LiveTranscriber(Protocol):
+    """One call's streaming recognition session (e.g. Deepgram live): audio goes in as it
+    arrives, so the transcript is ready the moment the turn ends."""
+
+    def send(self, audio: bytes) -> None:
+        """Queue audio in the format the transcriber was opened with. Never blocks."""
+        ...
+
+    def on_endpoint(self, callback: Callable[[], None]) -> None:
+        """Register what to call when the provider detects the end of an utterance."""
+        ...
+
+    async def final_text(self, timeout: float) -> Transcript:
+        """Finalize and return everything recognised since the previous call. Raises on
+        failure or timeout, so the session can fall back to batch recognition."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class LiveSpeechToText(Protocol):
+    name: str
+
+    async def open(
+        self, *, call_id: str, encoding: AudioEncoding, sample_rate: int
+    ) -> LiveTranscriber: ...
+
+
 class TextToSpeech(Protocol):
+    """``synthesize`` yields PCM16. A provider that can produce other encodings directly
+    (ElevenLabs' ``ulaw_8000``) lists them in ``native_encodings`` and accepts an
+    ``encoding=`` keyword; ``synthesize_as`` picks the cheapest path."""
+
     name: str
 
     def synthesize(self, text: str, sample_rate: int) -> AsyncIterator[bytes]:
@@ -59,3 +101,20 @@ class TextToSpeech(Protocol):
         Must not block the event loop; cancellation of the consumer must stop the work.
         """
         ...
+
+
+async def synthesize_as(
+    tts: TextToSpeech, text: str, sample_rate: int, encoding: AudioEncoding
+) -> AsyncIterator[bytes]:
+    """Speech in the transport's own format: natively when the engine can, else converted
+    chunk by chunk (mu-law encoding is stateless, so chunk boundaries do not matter)."""
+    if encoding == "pcm16":
+        async for chunk in tts.synthesize(text, sample_rate):
+            yield chunk
+        return
+    if encoding in getattr(tts, "native_encodings", ()):
+        async for chunk in tts.synthesize(text, sample_rate, encoding=encoding):  # type: ignore[call-arg]
+            yield chunk
+        return
+    async for chunk in tts.synthesize(text, sample_rate):
+        yield pcm16_to_mulaw(chunk)

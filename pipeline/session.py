@@ -34,7 +34,17 @@ from pipeline.brain.base import (
     Transfer,
     UserInput,
 )
-from pipeline.engines import SpeechToText, TextToSpeech, Transcript, VadModel
+from pipeline.engines import (
+    AudioEncoding,
+    LiveSpeechToText,
+    LiveTranscriber,
+    SpeechToText,
+    TextToSpeech,
+    Transcript,
+    VadModel,
+    bytes_per_sample,
+    synthesize_as,
+)
 from pipeline.metrics import PipelineMetrics
 from pipeline.playout import PlayoutTracker
 from pipeline.records import CallInfo, CallObserver, TurnRecord
@@ -54,16 +64,18 @@ SORRY_NO_TRANSFER = (
 class AudioSink(Protocol):
     """What a transport offers the session. ``send_audio`` and ``clear`` only enqueue.
 
-    ``output_rate`` is the rate the transport wants audio at: TTS synthesizes straight to it,
-    so a phone call's voice is resampled once, per sentence, instead of frame by frame.
+    ``output_rate`` and ``output_encoding`` are the format the transport wants audio in: TTS
+    synthesizes straight to it, so a phone call's voice is resampled once per sentence (or
+    never, when the provider speaks mu-law 8 kHz) instead of frame by frame.
     """
 
     output_rate: int
+    output_encoding: AudioEncoding
 
     def send_audio(
         self, pcm16: bytes, mark: str, on_sent: Callable[[float], None] | None = None
     ) -> None:
-        """Send PCM16 at ``output_rate``, followed by ``mark``; call ``on_sent`` with the
+        """Send audio in the output format, followed by ``mark``; call ``on_sent`` with the
         monotonic time the audio went out on the wire."""
         ...
 
@@ -88,14 +100,17 @@ class SessionConfig:
     goodbye_grace_s: float = 1.5
     dtmf_timeout_s: float = 2.0
     playback_grace_s: float = 2.0  # extra wait for mark echoes beyond the audio's own length
+    live_final_timeout_s: float = 1.0  # live STT's final transcript, else batch STT takes over
+    live_endpoint_min_silence_ms: int = 200  # a provider endpoint never cuts a caller mid-word
 
 
 @dataclass
 class Engines:
     vad: VadModel
-    stt: SpeechToText
+    stt: SpeechToText  # batch recognition: the default, and the fallback for live STT
     tts: TextToSpeech
     brain: Brain
+    live_stt: LiveSpeechToText | None = None  # streaming recognition (Deepgram), optional
 
 
 @dataclass
@@ -141,8 +156,12 @@ class CallSession:
         preroll_ms = config.speech_pad_ms + config.turn.min_speech_ms
         self._utterance = UtteranceBuffer(math.ceil(preroll_ms / self._window_ms))
         self._inbuf = bytearray()
+        self._live: LiveTranscriber | None = None
+        self._live_wire = False  # the live transcriber takes the transport's own audio format
         self._out_rate = int(getattr(sink, "output_rate", config.sample_rate))
-        self._chunk_bytes = int(self._out_rate * config.chunk_ms / 1000) * 2
+        self._out_encoding: AudioEncoding = getattr(sink, "output_encoding", "pcm16")
+        self._out_bps = self._out_rate * bytes_per_sample(self._out_encoding)  # bytes/second
+        self._chunk_bytes = int(self._out_bps * config.chunk_ms / 1000)
 
         self._playout = PlayoutTracker()
         self._reply_task: asyncio.Task[None] | None = None
@@ -187,7 +206,30 @@ class CallSession:
                 started_at=self.ctx.started_at or _now(),
             )
         )
+        await self._open_live_stt()
         self._start_reply(self._greeting())
+
+    async def _open_live_stt(self) -> None:
+        """Open the streaming recognizer in the wire's own format when the transport offers
+        it (phone audio goes to Deepgram as mu-law 8 kHz, no resampling)."""
+        live = self._engines.live_stt
+        if live is None:
+            return
+        encoding = getattr(self._sink, "input_encoding", None)
+        rate = getattr(self._sink, "input_rate", None)
+        self._live_wire = encoding is not None and rate is not None
+        try:
+            self._live = await live.open(
+                call_id=self.ctx.call_id,
+                encoding=encoding if self._live_wire else "pcm16",
+                sample_rate=rate if self._live_wire else self._cfg.sample_rate,
+            )
+        except Exception:
+            self._metrics.engine_errors_total.labels("live_stt").inc()
+            self._log.exception("live STT unavailable; using batch recognition for this call")
+            self._live = None
+            return
+        self._live.on_endpoint(self._on_live_endpoint)
 
     async def close(self, reason: str) -> None:
         """End the call: stop every task, record what was heard. Safe to call many times and
@@ -207,6 +249,12 @@ class CallSession:
             task.cancel()
         if others:
             await asyncio.gather(*others, return_exceptions=True)
+        if self._live is not None:
+            live, self._live = self._live, None
+            try:
+                await live.aclose()
+            except Exception:
+                self._log.exception("closing live STT failed")
         self._metrics.calls_active.labels(self.ctx.ingress).dec()
         self._metrics.call_end_total.labels(reason).inc()
         self._observer.call_ended(self.ctx.call_id, _now(), reason, self.outcome)
@@ -218,9 +266,13 @@ class CallSession:
         return self._closed
 
     # --- input from the transport ------------------------------------------------------------
-    def feed_audio(self, pcm16: bytes) -> None:
+    def feed_audio(self, pcm16: bytes, wire: bytes | None = None) -> None:
+        """``pcm16`` at the pipeline rate for VAD; ``wire`` is the same audio as it came off
+        the wire, passed on untouched to a live transcriber that accepts that format."""
         if self._closed:
             return
+        if self._live is not None:
+            self._live.send(wire if self._live_wire and wire is not None else pcm16)
         buf = self._inbuf
         buf += pcm16
         wb = self._window_bytes
@@ -272,7 +324,9 @@ class CallSession:
                 self._barge_in()
         elif event is TurnEvent.PAUSED:
             self._cancel_speculation()
-            if not self._utterance_over_reply or self._barged_this_utterance:
+            if self._live is None and (
+                not self._utterance_over_reply or self._barged_this_utterance
+            ):
                 audio = self._utterance.snapshot()
                 self._spec_task = self._spawn(self._transcribe(audio), "stt-speculative")
         elif event is TurnEvent.RESUMED:
@@ -286,6 +340,8 @@ class CallSession:
                     # "ajá", a cough, a short word while the bot talks: not a turn.
                     self._cancel_speculation()
                     self._utterance.discard()
+                    if self._live is not None:
+                        self._spawn(self._drop_live_text(), "live-drop")
                     self._log.debug(
                         "ignored %.0f ms of speech over the bot", self._detector.speech_ms
                     )
@@ -296,6 +352,24 @@ class CallSession:
             audio = self._utterance.finish()
             spec, self._spec_task = self._spec_task, None
             self._start_reply(self._answer(audio, spec, end_of_speech))
+
+    def _on_live_endpoint(self) -> None:
+        """The STT provider thinks the utterance ended. Whichever of it and the VAD decides
+        first ends the turn — but only if the VAD hears silence right now."""
+        if self._closed or not self._detector.speaking:
+            return
+        if self._detector.silence_ms < self._cfg.live_endpoint_min_silence_ms:
+            return
+        event = self._detector.end_now()
+        if event is not None:
+            self._on_turn_event(event)
+
+    async def _drop_live_text(self) -> None:
+        if self._live is not None:
+            try:
+                await self._live.final_text(self._cfg.live_final_timeout_s)
+            except Exception:
+                pass
 
     def _barge_in(self) -> None:
         """The caller talks over the bot: stop talking now, remember only what was heard."""
@@ -352,6 +426,19 @@ class CallSession:
     async def _transcribe(self, audio: bytes) -> Transcript:
         return await self._engines.stt.transcribe(audio, self._cfg.sample_rate)
 
+    async def _recognise(self, audio: bytes) -> Transcript:
+        """Live transcript when there is one; batch recognition of the buffered utterance
+        when the live provider fails or is late, so the turn is never lost."""
+        if self._live is not None:
+            try:
+                return await self._live.final_text(self._cfg.live_final_timeout_s)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._metrics.engine_errors_total.labels("live_stt").inc()
+                self._log.warning("live STT failed (%s); transcribing this turn locally", exc)
+        return await self._transcribe(audio)
+
     async def _answer(
         self,
         audio: bytes,
@@ -366,7 +453,7 @@ class CallSession:
             self._reply_stage = "stt"
             self._reply_audio = audio
             try:
-                transcript = await (spec if spec is not None else self._transcribe(audio))
+                transcript = await (spec if spec is not None else self._recognise(audio))
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -487,7 +574,7 @@ class CallSession:
 
         def emit(piece: bytes, last: bool) -> None:
             nonlocal sent_s
-            dur = len(piece) / 2 / rate
+            dur = len(piece) / self._out_bps
             sent_s += dur
             text_end = end if last else start + int((end - start) * min(sent_s / est_s, 0.95))
             mark = f"{turn.seq}.{self._chunk_counter()}"
@@ -499,7 +586,7 @@ class CallSession:
             self._sink.send_audio(piece, mark, on_sent)
 
         try:
-            async for pcm in self._engines.tts.synthesize(sentence, rate):
+            async for pcm in synthesize_as(self._engines.tts, sentence, rate, self._out_encoding):
                 if first_audio:
                     first_audio = False
                     dt = time.monotonic() - tts_t0

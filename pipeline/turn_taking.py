@@ -93,6 +93,11 @@ class TurnDetector:
             return TurnEvent.PAUSED
         return None
 
+    def end_now(self) -> TurnEvent | None:
+        """End the utterance at once (another detector, e.g. the STT provider's endpointing,
+        decided first); None when there is no utterance to end."""
+        return self._end() if self.speaking else None
+
     def _end(self) -> TurnEvent:
         self.speaking = False
         self._paused = False

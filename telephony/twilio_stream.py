@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from pipeline.metrics import PipelineMetrics
-from telephony.audio_codec import StreamResampler, mulaw_to_pcm16, pcm16_to_mulaw
+from telephony.audio_codec import StreamResampler, mulaw_to_pcm16
 from telephony.twilio_protocol import (
     Connected,
     Dtmf,
@@ -42,7 +42,7 @@ MAX_GAP_FILL_MS = 1000  # silence inserted for a hole in Twilio's timestamps, at
 
 
 class SessionLike(Protocol):
-    def feed_audio(self, pcm16: bytes) -> None: ...
+    def feed_audio(self, pcm16: bytes, wire: bytes | None = None) -> None: ...
     def feed_dtmf(self, digit: str) -> None: ...
     def mark_played(self, name: str) -> None: ...
     async def start(self, greeting_t0: float | None = None) -> None: ...
@@ -59,11 +59,15 @@ TransferHandler = Callable[[str, str | None], Awaitable[bool]]
 class TwilioMediaStream:
     """One Twilio media stream. Implements the session's ``AudioSink``.
 
-    The session sends audio at 8 kHz (``output_rate``), so the outbound path is only a
-    mu-law encode; inbound audio is decoded and resampled to the pipeline rate.
+    The session sends audio already in Twilio's format (mu-law 8 kHz: ``output_rate`` and
+    ``output_encoding``), so the outbound path is only base64 + JSON; inbound audio is
+    decoded and resampled to the pipeline rate.
     """
 
     output_rate = 8000
+    output_encoding = "mulaw"
+    input_rate = 8000
+    input_encoding = "mulaw"
 
     def __init__(
         self,
@@ -84,7 +88,6 @@ class TwilioMediaStream:
         self._factory = session_factory
         self._transfer_handler = transfer_handler
         self._in_resampler = StreamResampler(8000, pipeline_rate)
-        self._out_resampler = StreamResampler(self.output_rate, 8000)  # passthrough today
         self._outbox: asyncio.Queue[tuple[str, Callable[[float], None] | None] | None] = (
             asyncio.Queue()
         )
@@ -103,11 +106,10 @@ class TwilioMediaStream:
 
     # --- AudioSink -------------------------------------------------------------------------
     def send_audio(
-        self, pcm16: bytes, mark: str, on_sent: Callable[[float], None] | None = None
+        self, mulaw: bytes, mark: str, on_sent: Callable[[float], None] | None = None
     ) -> None:
         if self._closing or self.stream_sid is None:
             return
-        mulaw = pcm16_to_mulaw(self._out_resampler.process(pcm16))
         self._outbox.put_nowait((media_message(self.stream_sid, mulaw), on_sent))
         self._outbox.put_nowait((mark_message(self.stream_sid, mark), None))
 
@@ -124,7 +126,6 @@ class TwilioMediaStream:
                 self._outbox.put_nowait(None)
                 return
             dropped += 1
-        self._out_resampler.reset()
         self._outbox.put_nowait((clear_message(self.stream_sid), None))
         self._log.debug("clear sent (%d queued messages dropped)", dropped)
 
@@ -208,9 +209,11 @@ class TwilioMediaStream:
                 gap = media.timestamp_ms - self._next_ts
                 if 20 <= gap <= MAX_GAP_FILL_MS:
                     # Lost packets: keep the VAD's clock honest with silence.
-                    self._session.feed_audio(bytes(gap * 8 * 2 * self._rate // 8000))
+                    self._session.feed_audio(
+                        bytes(gap * 2 * self._rate // 1000), wire=bytes([0xFF]) * (gap * 8)
+                    )
             self._next_ts = media.timestamp_ms + len(payload) // 8
-        self._session.feed_audio(self._in_resampler.process(mulaw_to_pcm16(payload)))
+        self._session.feed_audio(self._in_resampler.process(mulaw_to_pcm16(payload)), wire=payload)
 
     async def _on_start(self, start: Start) -> str | None:
         if self._start is not None:

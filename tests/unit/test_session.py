@@ -297,3 +297,90 @@ async def test_no_words_recognised_means_no_reply(text: str) -> None:
     assert len(tts.spoken) == spoken
     assert len(turns(recent)) == 1
     await session.close("caller-hangup")
+
+
+class FakeLive:
+    """A live transcriber: text for each utterance, optional failure, endpoint events."""
+
+    name = "fake-live"
+
+    def __init__(self, texts: list[str], fail: bool = False, delay_s: float = 0.0) -> None:
+        self.texts = texts
+        self.fail = fail
+        self.delay_s = delay_s
+        self.received = 0
+        self.opened_with: dict | None = None
+        self.closed = False
+        self.endpoint = None
+
+    async def open(self, *, call_id: str, encoding: str, sample_rate: int) -> FakeLive:
+        self.opened_with = {"encoding": encoding, "sample_rate": sample_rate}
+        return self
+
+    def send(self, audio: bytes) -> None:
+        self.received += len(audio)
+
+    def on_endpoint(self, callback) -> None:
+        self.endpoint = callback
+
+    async def final_text(self, timeout: float):
+        from pipeline.engines import Transcript
+
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        if self.fail:
+            raise ConnectionError("provider dropped")
+        return Transcript(self.texts.pop(0) if self.texts else "", 1.0, 0.01, provider=self.name)
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+def with_live(live: FakeLive, stt: FixedSTT | None = None):
+    session, phone, recent, stt, tts = make_session(stt=stt)
+    session._engines.live_stt = live
+    return session, phone, recent, stt, tts
+
+
+async def test_live_stt_transcript_is_used_and_batch_stt_is_not_needed() -> None:
+    live = FakeLive(["¿Dónde queda la oficina principal?"])
+    session, phone, recent, stt, tts = with_live(live)
+    await session.start()
+    await until(lambda: len(turns(recent)) == 1)
+    await feed(session, speech(600) + silence(500))
+    await until(lambda: len(turns(recent)) == 3)
+    assert turns(recent)[1].text == "¿Dónde queda la oficina principal?"
+    assert "avenida" in turns(recent)[2].text.lower()
+    assert stt.calls == []  # no speculative or fallback Whisper run
+    assert live.received > 0 and live.opened_with == {"encoding": "pcm16", "sample_rate": RATE}
+    await session.close("caller-hangup")
+    assert live.closed
+
+
+async def test_failed_live_stt_falls_back_to_batch_for_the_same_turn() -> None:
+    live = FakeLive([], fail=True)
+    session, phone, recent, stt, tts = with_live(live, stt=FixedSTT(text="¿A qué hora abren?"))
+    await session.start()
+    await until(lambda: len(turns(recent)) == 1)
+    await feed(session, speech(600) + silence(500))
+    await until(lambda: len(turns(recent)) == 3)
+    assert turns(recent)[1].text == "¿A qué hora abren?"
+    assert len(stt.calls) == 1
+    await session.close("caller-hangup")
+
+
+async def test_provider_endpoint_ends_the_turn_early_but_never_mid_speech() -> None:
+    live = FakeLive(["¿A qué hora abren las oficinas?"])
+    session, phone, recent, stt, tts = with_live(live)
+    await session.start()
+    await until(lambda: len(turns(recent)) == 1)
+    await feed(session, speech(600))
+    live.endpoint()  # the provider calls it while the caller is still talking: ignored
+    assert session._detector.speaking
+    await feed(session, silence(240))  # shorter than the 400 ms VAD end-of-turn
+    assert session._detector.speaking
+    live.endpoint()  # now there is a pause: the provider's endpoint wins
+    assert not session._detector.speaking
+    await until(lambda: len(turns(recent)) == 3)
+    assert turns(recent)[2].timings["endpoint_ms"] < 380
+    await session.close("caller-hangup")
