@@ -12,11 +12,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.booking import BookingService, build_booking_service, ensure_catalog, keep_slots_fresh
 from app.call_records import StorageObserver
 from app.recent_calls import RecentCalls
 from app.settings import Settings
 from app.storage import BookingRepository, CallRecorder, CallRepository, Database
+from knowledge import KnowledgeBase
 from pipeline.brain.base import Brain
+from pipeline.brain.office_tools import OfficeTools
+from pipeline.brain.tools import Tools
 from pipeline.engines import SpeechToText, TextToSpeech, VadModel
 from pipeline.metrics import PipelineMetrics
 from pipeline.records import CallObserver, FanOutObserver
@@ -40,6 +44,9 @@ class Services:
     db: Database
     calls: CallRepository
     bookings: BookingRepository
+    booking_service: BookingService
+    knowledge: KnowledgeBase
+    tools: Tools
     recorder: CallRecorder
     extra_observers: list[CallObserver] = field(default_factory=list)
     closers: list[Callable[[], Awaitable[Any] | Any]] = field(default_factory=list)
@@ -99,10 +106,11 @@ def load_embedded_engines(settings: Settings) -> tuple[VadModel, SpeechToText, T
     return vad, stt, tts
 
 
-def build_brain(settings: Settings) -> Brain:
+def build_brain(settings: Settings, tools: Tools | None = None) -> Brain:
+    """The offline dialogue engine (no keys needed), using the same tools an LLM would."""
     from pipeline.brain.offline import OfflineBrain
 
-    return OfflineBrain(office_name=settings.office_name, timezone=settings.timezone)
+    return OfflineBrain(tools, office_name=settings.office_name, timezone=settings.timezone)
 
 
 async def build_services(
@@ -120,13 +128,25 @@ async def build_services(
     recorder = CallRecorder(calls)
     recorder.start()
     closers.append(recorder.stop)
+
+    bookings = BookingRepository(db)
+    await ensure_catalog(bookings, settings)  # offices, services, slots: idempotent
+    booking_service = build_booking_service(bookings, settings)
+    closers.append(booking_service.aclose)  # drains pending outbound webhook posts
+    refresher = asyncio.create_task(keep_slots_fresh(bookings, settings), name="slots")
+    closers.append(refresher.cancel)
+    knowledge = await asyncio.to_thread(
+        KnowledgeBase.from_settings, settings, settings.knowledge_dir
+    )
+    tools = OfficeTools(knowledge, booking_service, timeout_s=settings.llm_tool_timeout_s)
+
     if engines is None:
         vad, stt, tts = await asyncio.to_thread(load_embedded_engines, settings)
         warm = getattr(stt, "warm_up", None)
         if warm is not None:
             await warm()
         closers.append(stt.close)
-        engines = Engines(vad=vad, stt=stt, tts=tts, brain=build_brain(settings))
+        engines = Engines(vad=vad, stt=stt, tts=tts, brain=build_brain(settings, tools))
     recent = RecentCalls()
     observers: list[CallObserver] = [recent, StorageObserver(recorder), *(extra_observers or [])]
     signatures = (
@@ -144,7 +164,10 @@ async def build_services(
         signatures=signatures,
         db=db,
         calls=calls,
-        bookings=BookingRepository(db),
+        bookings=bookings,
+        booking_service=booking_service,
+        knowledge=knowledge,
+        tools=tools,
         recorder=recorder,
         extra_observers=list(extra_observers or []),
         closers=closers,
