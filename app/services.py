@@ -14,6 +14,7 @@ from typing import Any
 
 from app.booking import BookingService, build_booking_service, ensure_catalog, keep_slots_fresh
 from app.call_records import StorageObserver
+from app.prompts import PromptStore
 from app.recent_calls import RecentCalls
 from app.settings import Settings
 from app.storage import BookingRepository, CallRecorder, CallRepository, Database
@@ -47,6 +48,7 @@ class Services:
     booking_service: BookingService
     knowledge: KnowledgeBase
     tools: Tools
+    prompts: PromptStore
     recorder: CallRecorder
     extra_observers: list[CallObserver] = field(default_factory=list)
     closers: list[Callable[[], Awaitable[Any] | Any]] = field(default_factory=list)
@@ -106,11 +108,64 @@ def load_embedded_engines(settings: Settings) -> tuple[VadModel, SpeechToText, T
     return vad, stt, tts
 
 
-def build_brain(settings: Settings, tools: Tools | None = None) -> Brain:
-    """The offline dialogue engine (no keys needed), using the same tools an LLM would."""
+def build_brain(
+    settings: Settings,
+    tools: Tools | None = None,
+    *,
+    prompts: PromptStore | None = None,
+    knowledge: KnowledgeBase | None = None,
+    metrics: PipelineMetrics | None = None,
+    closers: list[Callable[[], Awaitable[Any] | Any]] | None = None,
+) -> Brain:
+    """The offline dialogue engine, alone (no key) or as the LLM's fallback: when the LLM
+    errors or misses its first-token budget, the offline engine answers the same turn with
+    the same tools, so the caller only notices a short pause."""
     from pipeline.brain.offline import OfflineBrain
 
-    return OfflineBrain(tools, office_name=settings.office_name, timezone=settings.timezone)
+    offline = OfflineBrain(tools, office_name=settings.office_name, timezone=settings.timezone)
+    if not settings.openai_api_key:
+        return offline
+    from openai import AsyncOpenAI, Timeout
+    from prometheus_client import Counter
+
+    from pipeline.brain.fallback import FallbackBrain
+    from pipeline.brain.llm import LLMBrain
+
+    client = AsyncOpenAI(
+        api_key=settings.openai_api_key,
+        base_url=settings.openai_base_url or None,
+        max_retries=0,  # no backoff on the caller's time: the offline brain is the retry
+        timeout=Timeout(30.0, connect=3.0),
+    )
+    if closers is not None:
+        closers.append(client.close)
+    llm = LLMBrain(
+        client,
+        model=settings.openai_model,
+        temperature=settings.llm_temperature,
+        tools=tools,
+        knowledge=knowledge,
+        prompt_provider=prompts.active if prompts else "",
+        first_token_budget_s=settings.llm_first_token_budget_s,
+        tool_timeout_s=settings.llm_tool_timeout_s,
+        max_tool_rounds=settings.llm_max_tool_rounds,
+        knowledge_mode=settings.knowledge_mode,
+        office_name=settings.office_name,
+        timezone=settings.timezone,
+    )
+    counter = (
+        Counter(
+            "taina_llm_fallbacks",
+            "Turns the offline brain answered instead of the LLM",
+            ["reason"],
+            registry=metrics.registry,
+        )
+        if metrics
+        else None
+    )
+    return FallbackBrain(
+        llm, offline, first_token_budget_s=settings.llm_first_token_budget_s, counter=counter
+    )
 
 
 async def build_services(
@@ -139,6 +194,8 @@ async def build_services(
         KnowledgeBase.from_settings, settings, settings.knowledge_dir
     )
     tools = OfficeTools(knowledge, booking_service, timeout_s=settings.llm_tool_timeout_s)
+    metrics = PipelineMetrics.create()
+    prompts = PromptStore(db)
 
     if engines is None:
         vad, stt, tts = await asyncio.to_thread(load_embedded_engines, settings)
@@ -146,7 +203,11 @@ async def build_services(
         if warm is not None:
             await warm()
         closers.append(stt.close)
-        engines = Engines(vad=vad, stt=stt, tts=tts, brain=build_brain(settings, tools))
+        engines = Engines(vad=vad, stt=stt, tts=tts, brain=None)  # type: ignore[arg-type]
+    if engines.brain is None:  # injected engines may leave the brain to the settings
+        engines.brain = build_brain(
+            settings, tools, prompts=prompts, knowledge=knowledge, metrics=metrics, closers=closers
+        )
     recent = RecentCalls()
     observers: list[CallObserver] = [recent, StorageObserver(recorder), *(extra_observers or [])]
     signatures = (
@@ -157,7 +218,7 @@ async def build_services(
     return Services(
         settings=settings,
         engines=engines,
-        metrics=PipelineMetrics.create(),
+        metrics=metrics,
         tokens=CallTokens(settings.signing_key, ttl_s=settings.call_token_ttl_s),
         recent=recent,
         observer=FanOutObserver(*observers),
@@ -168,6 +229,7 @@ async def build_services(
         booking_service=booking_service,
         knowledge=knowledge,
         tools=tools,
+        prompts=prompts,
         recorder=recorder,
         extra_observers=list(extra_observers or []),
         closers=closers,

@@ -14,10 +14,14 @@ from pathlib import Path
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# Whisper's initial prompt biases recognition toward the office's words. It starts with the
+# short answers callers give most ("Sí.", "No.") because a prompt made only of domain nouns
+# makes Whisper hear "Cédula, pasaporte…" in a lone "Sí"; it holds no whole caller sentence,
+# since the STT drops output that repeats six or more words of its prompt.
 DEFAULT_STT_PROMPT = (
-    "Oficina de servicios al ciudadano en Santo Domingo, República Dominicana. "
-    "Cédula, pasaporte, licencia de conducir, acta de nacimiento, certificado de no "
-    "antecedentes, cita, horario, oficina, requisitos."
+    "Sí. No. Correcto. Gracias. Hola, buenos días. Llamo a Punto Ciudadano por una cita: "
+    "cédula, pasaporte, licencia, actas; lunes, martes, mañana por la mañana, a las ocho, "
+    "a las diez."
 )
 
 

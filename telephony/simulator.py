@@ -65,6 +65,7 @@ TWILIO_HTTP_USER_AGENT = "TwilioProxy/1.1"
 # band among the variants we measured; pitched a little lower than the bot's.
 CALLER_VOICE = "es-419+Denis"
 CALLER_PITCH = 40
+CALLER_RATE_WPM = 140  # a caller speaking clearly; eSpeak's default pace garbles short answers
 GREETING = -1  # tag of the bot's greeting; replies are tagged with the step index
 _DTMF = re.compile(r"^[0-9*#A-Da-d]+$")
 
@@ -857,11 +858,9 @@ def _said_label(step: Step) -> str:
 
 
 def _make_tts() -> Any:
-    from app.settings import Settings
     from pipeline.tts import EspeakTTS
 
-    s = Settings()
-    return EspeakTTS(voice=CALLER_VOICE, rate_wpm=s.tts_rate_wpm, pitch=CALLER_PITCH)
+    return EspeakTTS(voice=CALLER_VOICE, rate_wpm=CALLER_RATE_WPM, pitch=CALLER_PITCH)
 
 
 def _make_stt() -> Any:
