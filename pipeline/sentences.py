@@ -68,6 +68,13 @@ class SentenceSplitter:
             out.append(candidate)
             start = match.end()
         self._buf = self._buf[start:]
+        tail = self._buf.strip()
+        if self._ends_sentence_now(tail):
+            # An LLM streams "…mañana." and the next token (" ¿Desea…") comes 15-50 ms later:
+            # a sentence that already ends unambiguously goes to TTS without waiting for it.
+            out.append(tail)
+            self._buf = ""
+            return out
         if len(self._buf) > self._max_chars:
             # No sentence end in sight (a long list): cut at the last comma or space.
             cut = max(
@@ -77,6 +84,16 @@ class SentenceSplitter:
                 out.append(self._buf[: cut + 1].strip())
                 self._buf = self._buf[cut + 1 :]
         return out
+
+    def _ends_sentence_now(self, tail: str) -> bool:
+        if len(tail) < self._min_chars or not tail.endswith(("?", "!", "…", ".")):
+            return False
+        if tail.endswith("."):
+            before = tail[-2:-1]
+            # "1." may be the start of "1.500"; "Sr." and friends are not sentence ends.
+            if before.isdigit() or before == "." or _ends_with_abbreviation(tail):
+                return False
+        return True
 
     def flush(self) -> list[str]:
         rest = self._buf.strip()
