@@ -88,10 +88,17 @@ class LiveSpeechToText(Protocol):
     ) -> LiveTranscriber: ...
 
 
+# Called by a TTS engine when the first audio of a sentence exists: (provider name, seconds
+# from the request to that audio). A failover chain reports the provider that actually served.
+FirstAudioReport = Callable[[str, float], None]
+
+
 class TextToSpeech(Protocol):
     """``synthesize`` yields PCM16. A provider that can produce other encodings directly
     (ElevenLabs' ``ulaw_8000``) lists them in ``native_encodings`` and accepts an
-    ``encoding=`` keyword; ``synthesize_as`` picks the cheapest path."""
+    ``encoding=`` keyword; ``synthesize_as`` picks the cheapest path. An engine that sets
+    ``reports_first_audio = True`` accepts an ``on_first_audio=`` keyword (FirstAudioReport).
+    """
 
     name: str
 
@@ -104,17 +111,19 @@ class TextToSpeech(Protocol):
 
 
 async def synthesize_as(
-    tts: TextToSpeech, text: str, sample_rate: int, encoding: AudioEncoding
+    tts: TextToSpeech,
+    text: str,
+    sample_rate: int,
+    encoding: AudioEncoding,
+    on_first_audio: FirstAudioReport | None = None,
 ) -> AsyncIterator[bytes]:
     """Speech in the transport's own format: natively when the engine can, else converted
     chunk by chunk (mu-law encoding is stateless, so chunk boundaries do not matter)."""
-    if encoding == "pcm16":
-        async for chunk in tts.synthesize(text, sample_rate):
-            yield chunk
-        return
-    if encoding in getattr(tts, "native_encodings", ()):
-        async for chunk in tts.synthesize(text, sample_rate, encoding=encoding):  # type: ignore[call-arg]
-            yield chunk
-        return
-    async for chunk in tts.synthesize(text, sample_rate):
-        yield pcm16_to_mulaw(chunk)
+    kwargs: dict[str, object] = {}
+    if on_first_audio is not None and getattr(tts, "reports_first_audio", False):
+        kwargs["on_first_audio"] = on_first_audio
+    native = encoding == "pcm16" or encoding in getattr(tts, "native_encodings", ())
+    if native and encoding != "pcm16":
+        kwargs["encoding"] = encoding
+    async for chunk in tts.synthesize(text, sample_rate, **kwargs):  # type: ignore[call-arg]
+        yield chunk if native else pcm16_to_mulaw(chunk)

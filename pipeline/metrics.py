@@ -29,6 +29,9 @@ class PipelineMetrics:
     greeting_seconds: Histogram
     bad_messages_total: Counter
     engine_errors_total: Counter
+    provider_ttfb_seconds: Histogram
+    provider_failures_total: Counter
+    provider_failovers_total: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> PipelineMetrics:
@@ -75,5 +78,24 @@ class PipelineMetrics:
             ),
             engine_errors_total=Counter(
                 "taina_engine_errors_total", "Engine failures", ["engine"], registry=reg
+            ),
+            provider_ttfb_seconds=Histogram(
+                "taina_provider_ttfb_seconds",
+                "Time to first byte (TTS audio) or first result (STT) per provider",
+                ["kind", "provider"],
+                buckets=_LATENCY_BUCKETS,
+                registry=reg,
+            ),
+            provider_failures_total=Counter(
+                "taina_provider_failures_total",
+                "Provider requests that failed: error, refused, timeout (budget), dropped",
+                ["kind", "provider", "reason"],
+                registry=reg,
+            ),
+            provider_failovers_total=Counter(
+                "taina_provider_failovers_total",
+                "Turns completed by the next provider in the chain",
+                ["kind", "from_provider", "to_provider"],
+                registry=reg,
             ),
         )

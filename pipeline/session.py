@@ -462,6 +462,7 @@ class CallSession:
                 await self._speak(_single(TextChunk(SORRY_NOT_UNDERSTOOD)), end_of_speech, timings)
                 return
             timings["stt_ms"] = transcript.elapsed_s * 1000
+            timings[f"stt_ms.{transcript.provider}"] = transcript.elapsed_s * 1000
             timings["stt_wait_ms"] = (time.monotonic() - turn_end) * 1000
             timings["speculative"] = 1.0 if spec is not None else 0.0
             self._metrics.stage_seconds.labels("stt").observe(transcript.elapsed_s)
@@ -586,7 +587,13 @@ class CallSession:
             self._sink.send_audio(piece, mark, on_sent)
 
         try:
-            async for pcm in synthesize_as(self._engines.tts, sentence, rate, self._out_encoding):
+            async for pcm in synthesize_as(
+                self._engines.tts,
+                sentence,
+                rate,
+                self._out_encoding,
+                on_first_audio=lambda provider, ttfb: self._tts_served(turn, provider, ttfb),
+            ):
                 if first_audio:
                     first_audio = False
                     dt = time.monotonic() - tts_t0
@@ -604,6 +611,11 @@ class CallSession:
             return
         if pending:
             emit(bytes(pending), last=True)
+
+    def _tts_served(self, turn: _BotTurn, provider: str, ttfb_s: float) -> None:
+        """A provider chain says who spoke this sentence and how fast: per-turn record."""
+        key = f"tts_ttfb_ms.{provider}"
+        turn.timings.setdefault(key, ttfb_s * 1000)
 
     def _first_byte_callback(self, turn: _BotTurn) -> Callable[[float], None]:
         def on_sent(t: float) -> None:

@@ -136,6 +136,22 @@ _GENERIC_WORDS = (
     "oficina oficinas punto ciudadano puedo pueden puede hacer hacen tener tienen "
     "dia dias saber quiero necesito favor usted ustedes ahi alli donde cuando como cuanto"
 ).split()
+# Prompts whose answer is a day or a time.
+_WHEN_STEPS = frozenset({"when", "slot_choice", "slot_single"})
+# Words a bare date or time answer is made of ("el próximo lunes a las diez y media").
+_WHEN_WORDS = frozenset(
+    (
+        "lunes martes miercoles jueves viernes sabado sabados domingo enero febrero marzo "
+        "abril mayo junio julio agosto septiembre setiembre octubre noviembre diciembre "
+        "uno una dos tres cuatro cinco seis siete ocho nueve diez once doce trece catorce "
+        "quince dieciseis diecisiete dieciocho diecinueve veinte veintiuno veintidos "
+        "veintitres veinticuatro veinticinco veintiseis veintisiete veintiocho veintinueve "
+        "treinta primero y media cuarto medio mediodia manana mañana tarde noche temprano hoy "
+        "pasado proximo proxima siguiente que viene esta este semana dia mes de del el la las "
+        "los a al en por para como eso alrededor despues antes desde hasta si bueno mejor "
+        "entonces pues eh ok puede ser seria sea dale"
+    ).split()
+)
 _CONFIRM_STEPS = frozenset(
     {"confirm_booking", "confirm_cancel", "confirm_reschedule", "confirm_target", "phone_confirm"}
 )
@@ -295,6 +311,19 @@ class OfflineDialogueBrain:
             t.progress = True
             await self._advance(t)
             return
+        if st.task is None and self._starts_booking_by_date(t):
+            t.progress = True
+            st.start("book")
+            st.draft.service = st.offer_service
+            self._absorb(t, service=True)
+            t.say("Con gusto le ayudo con la cita.")
+            await self._advance(t)
+            return
+        if st.task and st.awaiting in _WHEN_STEPS and not asks_question(t.norm, t.raw):
+            # A garbled date on a bad line ("el toxi molaume") is not a question for the
+            # knowledge base: reading out an unrelated passage would only lose the caller.
+            await self._not_understood(t)
+            return
         if await self._answer_question(t):
             return
         await self._not_understood(t)
@@ -323,6 +352,18 @@ class OfflineDialogueBrain:
         if st.awaiting in yes_no_steps and digits in ("1", "2"):
             await self._fill(t, Intent("none"), forced_yes=digits == "1")
             return
+        if st.awaiting == "office" and digits.isdigit():
+            # The position of an office in the list just read out ("…, Santiago o La Romana").
+            choices = st.draft.office_choices
+            if 1 <= int(digits) <= len(choices):
+                t.progress = True
+                st.draft.office, st.draft.any_office = choices[int(digits) - 1], False
+                st.draft.offered, st.draft.slot = [], None
+                office = self._catalog.office(st.draft.office)
+                if office is not None:
+                    t.say(f"Muy bien, en {office.short}.")
+                await self._advance(t)
+                return
         if st.awaiting == "slot_choice" and digits.isdigit() and 1 <= int(digits) <= 3:
             index = int(digits) - 1
             if index < len(st.draft.offered):
@@ -375,6 +416,16 @@ class OfflineDialogueBrain:
                 st.draft.service = service
                 t.progress = True
                 self._absorb(t, service=False)
+                await self._advance(t)
+                return True
+            # "Quiero la cita" or a bare "En Santiago" / "el lunes a las diez": an implicit
+            # yes that already answers the first questions of the booking.
+            implicit = yes is None and not goal and self._answers_booking(t)
+            if implicit or (intent.name == "book" and not intent.mine):
+                st.start("book")
+                st.draft.service = service
+                t.progress = True
+                self._absorb(t, service=True)
                 await self._advance(t)
                 return True
             if yes is False and not goal:
@@ -806,6 +857,7 @@ class OfflineDialogueBrain:
                 d.office = both[0].code
             elif both:
                 st.awaiting = "office"
+                d.office_choices = [o.code for o in both]
                 self._ask(t, "¿En Santo Domingo Centro o en Santo Domingo Este?")
                 return False
         if d.office and not self._catalog.offers(d.office, d.service):
@@ -826,6 +878,7 @@ class OfflineDialogueBrain:
             d.any_office = True
             return True
         st.awaiting = "office"
+        d.office_choices = [o.code for o in options]
         self._ask(t, f"¿En qué oficina le queda mejor: {join_es([o.short for o in options], 'o')}?")
         return False
 
@@ -1376,6 +1429,34 @@ class OfflineDialogueBrain:
         if changed & {"service", "office", "when"}:
             d.offered, d.slot = [], None
         return changed
+
+    def _answers_booking(self, t: _Turn) -> bool:
+        """Does a non-question utterance give a booking detail (office, service, day, time)?
+        Said right after "¿Desea que le reserve una cita?" it is an implicit yes."""
+        if asks_question(t.norm, t.raw):
+            return False
+        return bool(
+            self._catalog.find_offices(t.norm)
+            or self._catalog.find_services(t.norm)
+            or _SOONEST.search(t.norm)
+            or self._bare_when(t) is not None
+        )
+
+    def _starts_booking_by_date(self, t: _Turn) -> bool:
+        """A bare "el lunes a las diez" with no task under way: the caller wants a booking
+        (their request was probably misheard), not information about Mondays."""
+        if self._tools is None or not self._catalog.services or t.st.last_booking is not None:
+            return False
+        return not asks_question(t.norm, t.raw) and self._bare_when(t) is not None
+
+    def _bare_when(self, t: _Turn) -> When | None:
+        """The date or time an utterance consists of, allowing one unknown (misheard) word;
+        None when it says more than a date ("abren el sábado" is a question)."""
+        when = self._parse_when(t.raw)
+        if when is None or (when.date is None and when.time is None and not when.part_of_day):
+            return None
+        unknown = [w for w in t.norm.split() if w not in _WHEN_WORDS and not w.isdigit()]
+        return when if len(unknown) <= 1 else None
 
     def _absorb_personal(self, t: _Turn) -> bool:
         """A corrected name or cédula in a correction ("no, mi nombre es Juana")."""

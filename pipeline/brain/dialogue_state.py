@@ -26,6 +26,7 @@ class Draft:
     service: str | None = None
     office: str | None = None
     any_office: bool = False
+    office_choices: list[str] = field(default_factory=list)  # office codes in the order read
     when: When | None = None
     soonest: bool = False  # "lo más pronto posible"
     offered: list[dict[str, Any]] = field(default_factory=list)  # slot rows on offer

@@ -111,6 +111,11 @@ _BOOK = _rx(
     r"\b(?:reserv\w*|agend\w*|apart\w*|separ\w*)\b|\b(?:sacar|hacer|coger|pedir|tomar|"
     r"solicitar|quiero|quisiera|necesito|necesitaria|deseo|me gustaria|me da|dame|deme|"
     r"busco|buscando|para|una|otra|nueva)\s+(?:\w+\s+){0,2}?" + _APPT + r"\b"
+    # Whisper garbles the start of a request on a bad line ("¿Qué onda cita para renovar…?"
+    # for "Quiero una cita para renovar…"); "cita para <something>" is a request by itself.
+    r"|\b" + _APPT + r"\s+para\s+\w+"
+    # A bare "la cita" / "una cita" answer.
+    r"|^(?:(?:si|bueno|eh|este|pues|ok)\s+)*(?:la|una)\s+" + _APPT + r"(?:\s+por favor)?$"
 )
 _INFO_ONLY = _rx(
     r"\b(?:cuanto|cuanta|cuando|como|donde|que pasa|hasta que|hasta cuando|se puede|puedo|"
