@@ -89,10 +89,11 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_knowledge(args: argparse.Namespace) -> int:
+    from app.knowledge_files import knowledge_source_dir
     from knowledge import reindex
 
     settings = Settings()
-    info = reindex(settings.data_dir, settings.knowledge_dir, force=args.force)
+    info = reindex(settings.data_dir, knowledge_source_dir(settings), force=args.force)
     state = "rebuilt" if info.rebuilt else "already up to date"
     print(
         f"Knowledge index {state}: {info.files} files, {info.sections} sections"
@@ -126,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     knowledge.add_argument("action", choices=["reindex"])
     knowledge.add_argument("--force", action="store_true", help="rebuild even if unchanged")
     knowledge.set_defaults(func=_cmd_knowledge)
+
+    from app.admin_cli import add_admin_commands
+
+    add_admin_commands(sub)
     return parser
 
 

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from prometheus_client import PlatformCollector, ProcessCollector
 
 from app import routes_health, routes_twilio
+from app.api import router as api_router
 from app.call_factory import WebhookClock
 from app.services import Services, build_services
 from app.settings import Settings
@@ -48,4 +49,5 @@ def create_app(settings: Settings | None = None, *, engines: Engines | None = No
     app.state.webhook_clock = WebhookClock()
     app.include_router(routes_health.router)
     app.include_router(routes_twilio.router)
+    app.include_router(api_router)
     return app

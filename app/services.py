@@ -14,6 +14,7 @@ from typing import Any
 
 from app.booking import BookingService, build_booking_service, ensure_catalog, keep_slots_fresh
 from app.call_records import StorageObserver
+from app.knowledge_files import knowledge_source_dir
 from app.prompts import PromptStore
 from app.recent_calls import RecentCalls
 from app.settings import Settings
@@ -191,7 +192,7 @@ async def build_services(
     refresher = asyncio.create_task(keep_slots_fresh(bookings, settings), name="slots")
     closers.append(refresher.cancel)
     knowledge = await asyncio.to_thread(
-        KnowledgeBase.from_settings, settings, settings.knowledge_dir
+        KnowledgeBase.from_settings, settings, knowledge_source_dir(settings)
     )
     tools = OfficeTools(knowledge, booking_service, timeout_s=settings.llm_tool_timeout_s)
     metrics = PipelineMetrics.create()

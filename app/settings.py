@@ -105,6 +105,32 @@ class Settings(BaseSettings):
     booking_webhook_url: str | None = None  # optional external booking system
     booking_webhook_secret: str | None = None
 
+    # --- admin and auth (issue 5) -------------------------------------------------------------
+    admin_jwt_ttl_s: int = 900  # local admin sessions are short: sign in again after 15 minutes
+    # Failed sign-ins allowed per client IP and e-mail within the window (per server process).
+    login_rate_limit: int = 5
+    login_rate_window_s: float = 60.0
+    knowledge_upload_max_bytes: int = 200 * 1024
+
+    # --- live events, Supabase, recordings (issue 5) ---------------------------------------
+    # Live call events for the dashboard, shared by every server process of one deployment:
+    # auto = Redis when REDIS_URL is set, else Postgres LISTEN/NOTIFY when DATABASE_URL is
+    # Postgres, else in-process only (SQLite means one process anyway).
+    live_backend: str = "auto"  # auto | memory | postgres | redis
+    live_channel: str = "taina_live"
+    redis_url: str | None = Field(default=None, validation_alias=_plain("REDIS_URL"))
+    # An SSE response ends after this long and the browser reconnects: keeps a server
+    # shutdown from waiting on dashboards that never hang up.
+    live_stream_max_s: float = 60.0
+    supabase_jwks_url: str | None = None  # default {SUPABASE_URL}/auth/v1/.well-known/jwks.json
+    supabase_service_role_key: str | None = Field(
+        default=None, validation_alias=_plain("SUPABASE_SERVICE_ROLE_KEY")
+    )
+    # Off by default: the original design keeps no conversation audio. When on, callers hear
+    # a consent notice first and each call is saved as a stereo WAV (caller left, bot right).
+    record_calls: bool = False
+    recordings_bucket: str | None = None  # Supabase Storage bucket; unset: {data_dir}/recordings
+
     # --- storage ----------------------------------------------------------------------------
     database_url: str | None = Field(default=None, validation_alias=_plain("DATABASE_URL"))
 
@@ -130,6 +156,52 @@ class Settings(BaseSettings):
     supabase_jwt_secret: str | None = Field(
         default=None, validation_alias=_plain("SUPABASE_JWT_SECRET")
     )
+
+    # --- speech providers: STT (issue 4) ----------------------------------------------------
+    # Ordered, comma-separated. "deepgram" streams live during the call; the others form the
+    # batch chain that completes a turn when the one before fails. The embedded "whisper" is
+    # always last (see ``stt_provider_chain``), so a turn is never lost.
+    stt_providers: str = Field(default="whisper", validation_alias=_plain("STT_PROVIDERS"))
+    deepgram_model: str = "nova-2"  # or nova-3
+    deepgram_base_url: str | None = None  # None = Deepgram's own; tests point it at loopback
+    deepgram_endpointing_ms: int = 300  # silence before Deepgram marks speech_final
+    deepgram_utterance_end_ms: int = 1000  # gap after the last word before UtteranceEnd
+    deepgram_keepalive_s: float = 5.0  # KeepAlive when no audio went out for this long
+    deepgram_connect_timeout_s: float = 3.0
+    # How long the live transcript may take after the end of a turn before batch STT
+    # transcribes the same turn (SessionConfig.live_final_timeout_s).
+    stt_live_final_timeout_s: float = 1.0
+    stt_first_result_budget_s: float = 2.0  # per batch provider, except the last (Whisper)
+    stt_cooldown_s: float = 30.0  # a failed provider is skipped for this long
+
+    @property
+    def stt_provider_chain(self) -> list[str]:
+        """``stt_providers`` as a list, de-duplicated, always ending in the embedded engine."""
+        names: list[str] = []
+        for raw in self.stt_providers.split(","):
+            name = raw.strip().lower()
+            if name and name not in names and name != "whisper":
+                names.append(name)
+        return [*names, "whisper"]
+
+    # --- speech providers: TTS (issue 4) ----------------------------------------------------
+    elevenlabs_model: str = Field(
+        default="eleven_multilingual_v2", validation_alias=_plain("ELEVENLABS_MODEL")
+    )
+    elevenlabs_base_url: str | None = Field(  # None = ElevenLabs' own API
+        default=None, validation_alias=_plain("ELEVENLABS_BASE_URL")
+    )
+    # "http": one streaming request per sentence (lower first audio for whole sentences);
+    # "websocket": input-streaming socket per sentence, pre-opened so the handshake is paid
+    # between sentences instead of on the caller's time.
+    elevenlabs_mode: str = "http"
+    openai_tts_model: str = "gpt-4o-mini-tts"
+    openai_tts_voice: str = "coral"
+    openai_stt_model: str = "gpt-4o-mini-transcribe"
+    # A cloud voice that has not produced audio within this budget is abandoned for the next
+    # one in the chain (the embedded eSpeak, always last, has none).
+    tts_first_byte_budget_s: float = 1.2
+    tts_cooldown_s: float = 30.0  # a failed provider is skipped for this long
 
     # --- derived ----------------------------------------------------------------------------
     @property

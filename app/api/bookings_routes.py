@@ -1,0 +1,140 @@
+"""Appointments booked by phone (or by the web assistant), for staff."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta, tzinfo
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+from sqlalchemy import Select, func, select
+
+from app.api.deps import ApiRoute, ServicesDep, office_tz
+from app.auth import AgentUser, Principal, has_role
+from app.services import Services
+from app.storage.models import Booking, Office, Service, Slot
+
+router = APIRouter(prefix="/bookings", tags=["bookings"], route_class=ApiRoute)
+
+
+class BookingItem(BaseModel):
+    code: str
+    service: str  # service code, e.g. "pasaporte"
+    service_name: str
+    office: str  # office code, e.g. "SDC"
+    office_name: str
+    starts_at: datetime  # office local time, with offset
+    citizen_name: str
+    cedula: str  # masked except the last 4 characters unless the reader is an admin
+    phone: str | None
+    status: str
+    call_sid: str | None
+    created_at: datetime
+
+
+class BookingPage(BaseModel):
+    items: list[BookingItem]
+    total: int
+
+
+def mask_cedula(cedula: str) -> str:
+    """Agents identify a citizen by the last digits; the full number stays with admins."""
+    keep = 4
+    if len(cedula) <= keep:
+        return "*" * len(cedula)
+    return "*" * (len(cedula) - keep) + cedula[-keep:]
+
+
+async def query_bookings(
+    services: Services,
+    principal: Principal,
+    *,
+    day: date | None = None,
+    office: str | None = None,
+    service: str | None = None,
+    status: str | None = None,
+    call_sid: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[BookingItem], int]:
+    """One page of bookings plus the total under the same filters. With ``day`` the page is
+    that day's agenda (by start time); otherwise the newest bookings come first."""
+    tz = office_tz(services)
+    stmt: Select[Any] = (
+        select(Booking, Service, Office, Slot)
+        .join(Service, Booking.service_id == Service.id)
+        .join(Office, Booking.office_id == Office.id)
+        .join(Slot, Booking.slot_id == Slot.id)
+    )
+    conditions: list[Any] = []
+    if day is not None:
+        start = datetime.combine(day, time(0), tzinfo=tz)
+        conditions += [Slot.starts_at >= start, Slot.starts_at < start + timedelta(days=1)]
+    if office:
+        conditions.append(Office.code == office)
+    if service:
+        conditions.append(Service.code == service)
+    if status:
+        conditions.append(Booking.status == status)
+    if call_sid:
+        conditions.append(Booking.call_sid == call_sid)
+    stmt = stmt.where(*conditions)
+    if day is not None:
+        stmt = stmt.order_by(Slot.starts_at, Booking.id)
+    else:
+        stmt = stmt.order_by(Booking.created_at.desc(), Booking.id.desc())
+    count = (
+        select(func.count(Booking.id))
+        .join(Service, Booking.service_id == Service.id)
+        .join(Office, Booking.office_id == Office.id)
+        .join(Slot, Booking.slot_id == Slot.id)
+        .where(*conditions)
+    )
+    async with services.db.session() as s:
+        rows = (await s.execute(stmt.limit(limit).offset(offset))).all()
+        total = int((await s.execute(count)).scalar_one())
+    full = has_role(principal, "admin")
+    return [_item(*row, tz=tz, full_cedula=full) for row in rows], total
+
+
+def _item(
+    b: Booking, svc: Service, office: Office, slot: Slot, *, tz: tzinfo, full_cedula: bool
+) -> BookingItem:
+    return BookingItem(
+        code=b.code,
+        service=svc.code,
+        service_name=svc.name,
+        office=office.code,
+        office_name=office.name,
+        starts_at=slot.starts_at.astimezone(tz),
+        citizen_name=b.citizen_name,
+        cedula=b.cedula if full_cedula else mask_cedula(b.cedula),
+        phone=b.phone,
+        status=b.status,
+        call_sid=b.call_sid,
+        created_at=b.created_at,
+    )
+
+
+@router.get("", response_model=BookingPage, summary="Citas (filtros: día, oficina, trámite)")
+async def list_bookings(
+    services: ServicesDep,
+    principal: AgentUser,
+    date: Annotated[date | None, Query(description="Día de la cita (hora de la oficina)")] = None,
+    office: Annotated[str | None, Query(max_length=32, description="Código de oficina")] = None,
+    service: Annotated[str | None, Query(max_length=32, description="Código de trámite")] = None,
+    status: Annotated[str | None, Query(pattern="^(confirmed|cancelled|rescheduled)$")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> BookingPage:
+    items, total = await query_bookings(
+        services,
+        principal,
+        day=date,
+        office=office,
+        service=service,
+        status=status,
+        limit=limit,
+        offset=offset,
+    )
+    return BookingPage(items=items, total=total)

@@ -1,0 +1,144 @@
+"""Calls and their transcripts, for staff review."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, status
+from pydantic import BaseModel
+
+from app.api.bookings_routes import BookingItem, query_bookings
+from app.api.deps import ApiRoute, ServicesDep, aware, office_tz
+from app.auth import AgentUser
+from app.storage import CallSummary
+
+router = APIRouter(prefix="/calls", tags=["calls"], route_class=ApiRoute)
+
+
+class CallItem(BaseModel):
+    call_sid: str
+    ingress: str
+    caller_number: str | None
+    called_number: str | None
+    started_at: datetime
+    ended_at: datetime | None
+    duration_s: float | None
+    end_reason: str | None
+    outcome: str | None
+    turn_count: int
+    greeting_ms: float | None
+
+
+class CallPage(BaseModel):
+    items: list[CallItem]
+    total: int
+
+
+class TurnItem(BaseModel):
+    seq: int
+    speaker: str  # "caller" | "bot"
+    text: str  # bot: everything it meant to say
+    heard_text: str | None  # bot: what the caller actually heard before interrupting
+    interrupted: bool
+    started_at: datetime | None
+    ended_at: datetime | None
+    timings: dict[str, float]  # stage → milliseconds (stt_ms, first_byte_ms, …)
+    tools: list[dict[str, Any]]
+    dtmf: str | None
+
+
+class CallDetailOut(CallItem):
+    answered_at: datetime | None
+    stream_sid: str | None
+    turns: list[TurnItem]
+    bookings: list[BookingItem]
+    recording_url: str | None = None  # recordings are off by default
+
+
+def _item(c: CallSummary) -> dict[str, Any]:
+    return {
+        "call_sid": c.call_sid,
+        "ingress": c.ingress,
+        "caller_number": c.caller_number,
+        "called_number": c.called_number,
+        "started_at": c.started_at,
+        "ended_at": c.ended_at,
+        "duration_s": c.duration_s,
+        "end_reason": c.end_reason,
+        "outcome": c.outcome,
+        "turn_count": c.turn_count,
+        "greeting_ms": c.greeting_ms,
+    }
+
+
+@router.get("", response_model=CallPage, summary="Llamadas, las más recientes primero")
+async def list_calls(
+    services: ServicesDep,
+    _: AgentUser,
+    since: Annotated[
+        datetime | None, Query(description="Desde (inclusive); sin zona = hora local")
+    ] = None,
+    until: Annotated[
+        datetime | None, Query(description="Hasta (exclusivo); sin zona = hora local")
+    ] = None,
+    outcome: Annotated[str | None, Query(max_length=32)] = None,
+    ingress: Annotated[
+        str | None, Query(max_length=32, description="twilio, web, livekit…")
+    ] = None,
+    phone: Annotated[
+        str | None, Query(max_length=64, description="Número que llamó o fue llamado")
+    ] = None,
+    q: Annotated[
+        str | None, Query(max_length=200, description="Texto dicho en la conversación")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> CallPage:
+    tz = office_tz(services)
+    filters: dict[str, Any] = {
+        "since": aware(since, tz),
+        "until": aware(until, tz),
+        "outcome": outcome or None,
+        "ingress": ingress or None,
+        "phone": phone or None,
+        "text": q or None,
+    }
+    calls = await services.calls.list_calls(limit=limit, offset=offset, **filters)
+    total = await services.calls.count_calls(**filters)
+    return CallPage(items=[CallItem(**_item(c)) for c in calls], total=total)
+
+
+@router.get(
+    "/{call_sid}",
+    response_model=CallDetailOut,
+    summary="Una llamada con su transcripción y las citas que se hicieron en ella",
+    responses={404: {"description": "Llamada desconocida"}},
+)
+async def get_call(call_sid: str, services: ServicesDep, principal: AgentUser) -> CallDetailOut:
+    call = await services.calls.get_call(call_sid)
+    if call is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No se encontró la llamada.")
+    bookings, _ = await query_bookings(services, principal, call_sid=call_sid, limit=100)
+    return CallDetailOut(
+        **_item(call),
+        answered_at=call.answered_at,
+        stream_sid=call.stream_sid,
+        turns=[
+            TurnItem(
+                seq=t.seq,
+                speaker=t.speaker,
+                text=t.text,
+                heard_text=t.heard_text,
+                interrupted=t.interrupted,
+                started_at=t.started_at,
+                ended_at=t.ended_at,
+                timings=dict(t.timings),
+                tools=list(t.tools),
+                dtmf=t.dtmf,
+            )
+            for t in call.turns
+        ],
+        bookings=bookings,
+        recording_url=None,
+    )

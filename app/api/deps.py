@@ -1,0 +1,78 @@
+"""Shared dependencies and helpers of the admin API."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from datetime import datetime, tzinfo
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from fastapi import Depends, Request, Response, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+
+from app.services import Services
+from app.storage import OFFICE_TZ
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def office_tz(services: Services) -> tzinfo:
+    """The office's time zone: days in filters and charts are the office's days."""
+    try:
+        return ZoneInfo(services.settings.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return OFFICE_TZ
+
+
+def aware(value: datetime | None, tz: tzinfo) -> datetime | None:
+    """A time typed without a zone ("2025-03-01T08:00") means office time, not UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=tz)
+
+
+def client_ip(request: Request) -> str:
+    """The peer address as uvicorn reports it (it applies X-Forwarded-For only from the
+    proxies listed in ``--forwarded-allow-ips``, so a client cannot pick its own key)."""
+    return request.client.host if request.client else "unknown"
+
+
+def validation_message(errors: list[dict[str, Any]]) -> str:
+    """One Spanish sentence naming the fields that failed validation."""
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return "El cuerpo de la solicitud no es JSON válido."
+    fields: list[str] = []
+    for error in errors:
+        names = [str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path")]
+        name = ".".join(names) or "cuerpo de la solicitud"
+        if name not in fields:
+            fields.append(name)
+    return f"Datos no válidos en: {', '.join(fields)}."
+
+
+class ApiRoute(APIRoute):
+    """Answers validation errors with a Spanish ``detail`` string (the dashboard shows
+    ``detail`` as is) and keeps Pydantic's list under ``errors`` for developers."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route_handler(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                errors = jsonable_encoder(exc.errors())
+                return JSONResponse(
+                    status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+                    content={"detail": validation_message(errors), "errors": errors},
+                )
+
+        return route_handler
