@@ -6,6 +6,7 @@ import logging
 import time
 from datetime import UTC, datetime
 
+from app.recordings import with_recording
 from app.services import Services
 from pipeline.brain.base import CallContext
 from pipeline.session import AudioSink, CallSession
@@ -60,4 +61,6 @@ def twilio_session_factory(services: Services, clock: WebhookClock):
             accepted_at=clock.pop(start.call_sid),
         )
 
+    if services.recordings is not None:
+        return with_recording(make, services.recordings)
     return make

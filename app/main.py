@@ -9,11 +9,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from prometheus_client import PlatformCollector, ProcessCollector
 
-from app import routes_health, routes_twilio
+from app import api_live, routes_health, routes_twilio
 from app.api import router as api_router
+from app.auth import token_verifiers
 from app.call_factory import WebhookClock
+from app.live_events import LiveObserver, live_events_from_settings
 from app.services import Services, build_services
 from app.settings import Settings
+from app.supabase_auth import supabase_verifier_from_settings
 from pipeline.session import Engines
 
 log = logging.getLogger("taina.app")
@@ -25,7 +28,17 @@ def create_app(settings: Settings | None = None, *, engines: Engines | None = No
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services: Services = await build_services(settings, engines=engines)
+        live = live_events_from_settings(settings)
+        await live.start()
+        services: Services = await build_services(
+            settings, engines=engines, extra_observers=[LiveObserver(live)]
+        )
+        services.closers.insert(0, live.aclose)
+        app.state.live_events = live
+        supabase = supabase_verifier_from_settings(settings)
+        if supabase is not None:
+            await supabase.start()
+            token_verifiers(app).append(supabase)
         ProcessCollector(registry=services.metrics.registry)
         PlatformCollector(registry=services.metrics.registry)
         app.state.services = services
@@ -50,4 +63,5 @@ def create_app(settings: Settings | None = None, *, engines: Engines | None = No
     app.include_router(routes_health.router)
     app.include_router(routes_twilio.router)
     app.include_router(api_router)
+    app.include_router(api_live.router)
     return app

@@ -17,6 +17,12 @@ from app.call_records import StorageObserver
 from app.knowledge_files import knowledge_source_dir
 from app.prompts import PromptStore
 from app.recent_calls import RecentCalls
+from app.recordings import (
+    Recordings,
+    call_meta_writer,
+    recordings_from_settings,
+    with_consent_notice,
+)
 from app.settings import Settings
 from app.storage import BookingRepository, CallRecorder, CallRepository, Database
 from knowledge import KnowledgeBase
@@ -51,6 +57,7 @@ class Services:
     tools: Tools
     prompts: PromptStore
     recorder: CallRecorder
+    recordings: Recordings | None = None
     extra_observers: list[CallObserver] = field(default_factory=list)
     closers: list[Callable[[], Awaitable[Any] | Any]] = field(default_factory=list)
 
@@ -209,6 +216,10 @@ async def build_services(
         engines.brain = build_brain(
             settings, tools, prompts=prompts, knowledge=knowledge, metrics=metrics, closers=closers
         )
+    recordings = recordings_from_settings(settings, on_saved=call_meta_writer(calls, recorder))
+    if recordings is not None:  # off by default; when on, callers hear a consent notice first
+        engines.brain = with_consent_notice(engines.brain)
+        closers.append(recordings.aclose)
     recent = RecentCalls()
     observers: list[CallObserver] = [recent, StorageObserver(recorder), *(extra_observers or [])]
     signatures = (
@@ -232,6 +243,7 @@ async def build_services(
         tools=tools,
         prompts=prompts,
         recorder=recorder,
+        recordings=recordings,
         extra_observers=list(extra_observers or []),
         closers=closers,
     )

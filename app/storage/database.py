@@ -17,7 +17,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
@@ -117,6 +117,11 @@ class Database:
         async with self.engine.connect() as conn:
             conn = await conn.execution_options(**{_WRITE_OPTION: True})
             async with conn.begin():
+                if self.is_postgres:
+                    # Two processes starting on an empty database must not both migrate.
+                    await conn.execute(
+                        text("SELECT pg_advisory_xact_lock(hashtext('taina_migrate'))")
+                    )
                 await conn.run_sync(_alembic_on_connection, fn, revision)
 
     async def dispose(self) -> None:

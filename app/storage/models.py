@@ -107,6 +107,7 @@ class Call(Base):
     outcome: Mapped[str | None] = mapped_column(String(32), index=True)
     greeting_ms: Mapped[float | None] = mapped_column(Float)
     meta: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
+    citizen_user_id: Mapped[str | None] = mapped_column(String(36), index=True)
 
     __table_args__ = (Index("ix_calls_caller_number", "caller_number"),)
 
@@ -221,6 +222,7 @@ class Booking(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
     call_sid: Mapped[str | None] = mapped_column(String(64))
     idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True)
+    citizen_user_id: Mapped[str | None] = mapped_column(String(36), index=True)
 
     __table_args__ = (
         CheckConstraint("status IN ('confirmed', 'cancelled', 'rescheduled')", name="status"),
@@ -270,8 +272,12 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(String(300))
     role: Mapped[str] = mapped_column(String(16), nullable=False, default="agent")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
+    auth_user_id: Mapped[str | None] = mapped_column(String(36))  # Supabase Auth user id
 
-    __table_args__ = (CheckConstraint("role IN ('admin', 'agent', 'citizen')", name="role"),)
+    __table_args__ = (
+        CheckConstraint("role IN ('admin', 'agent', 'citizen')", name="role"),
+        Index("uq_users_auth_user_id", "auth_user_id", unique=True),
+    )
 
 
 class AuditLog(Base):

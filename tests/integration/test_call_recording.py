@@ -1,0 +1,96 @@
+"""A recorded phone call over the real Twilio protocol: consent notice first, then a stereo
+WAV of both sides in the data dir, linked from the call's record.
+
+Until the app wires recordings itself (``with_recording`` in the Twilio session factory, see
+app/recordings.py), this test applies the same wrapper by patching the route's factory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import app.routes_twilio as routes_twilio
+from app.recordings import (
+    CONSENT_NOTICE,
+    FileRecordingStore,
+    Recordings,
+    call_meta_writer,
+    with_consent_notice,
+    with_recording,
+)
+from pipeline.brain.offline import OfflineBrain
+from pipeline.instant_engines import EnergyVad, FixedSTT, ToneTTS
+from pipeline.session import Engines
+from tests.integration.test_twilio_stream import RawStream, frames_of
+
+
+async def paced(call: RawStream, frames: list[str]) -> None:
+    for frame in frames:
+        await call.media([frame])
+        await asyncio.sleep(0.018)
+
+
+async def test_recorded_call_hears_the_notice_and_is_saved(
+    live_server_factory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    recordings = Recordings(FileRecordingStore(tmp_path / "recordings"), pipeline_rate=16000)
+    real_factory = routes_twilio.twilio_session_factory
+    monkeypatch.setattr(
+        routes_twilio,
+        "twilio_session_factory",
+        lambda services, clock: with_recording(real_factory(services, clock), recordings),
+    )
+    engines = Engines(
+        vad=EnergyVad(),
+        stt=FixedSTT(text="¿A qué hora abren las oficinas?"),
+        tts=ToneTTS(ms_per_char=5),
+        brain=with_consent_notice(OfflineBrain()),
+    )
+    server = live_server_factory(engines=engines)
+    recordings.on_saved = call_meta_writer(server.services.calls, server.services.recorder)
+
+    call = RawStream(server)
+    token = await call.webhook()
+    await call.connect()
+    await call.start(token)
+    # A phone line carries media all the time, silence included, in real time.
+    await asyncio.gather(call.collect(1.5), paced(call, frames_of(False, 1500)))
+    await asyncio.gather(
+        call.collect(2.5), paced(call, frames_of(True, 600) + frames_of(False, 1900))
+    )
+    await call.stop()
+    await asyncio.wait_for(call.ws.wait_closed(), 5)
+
+    stored = await asyncio.to_thread(server.stored_call, call.call_sid)
+    assert stored is not None
+    assert stored.turns[0].text.startswith(CONSENT_NOTICE)  # said first, and on the record
+
+    await asyncio.to_thread(server.run, recordings.flushed())
+    wav = tmp_path / "recordings" / f"{call.call_sid}.wav"
+    assert wav.exists()
+    with wave.open(io.BytesIO(wav.read_bytes())) as w:
+        assert (w.getnchannels(), w.getframerate()) == (2, 8000)
+        frames = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).reshape(-1, 2)
+    caller, bot = frames[:, 0].astype(np.int32), frames[:, 1].astype(np.int32)
+    assert np.abs(caller).max() > 3000  # the caller's noise burst, from the mu-law wire
+    assert np.count_nonzero(bot) > 8000 * 0.5  # the notice, greeting and answer
+    loud = np.flatnonzero(np.abs(caller) > 3000)
+    assert np.count_nonzero(bot[: loud[0]]) > 0  # the bot spoke before the caller did
+
+    def linked() -> bool:
+        got = server.run(server.services.calls.get_call(call.call_sid))
+        return got is not None and "recording" in got.meta
+
+    for _ in range(100):
+        if await asyncio.to_thread(linked):
+            break
+        await asyncio.sleep(0.05)
+    got = await asyncio.to_thread(server.run, server.services.calls.get_call(call.call_sid))
+    assert got.meta["recording"]["store"] == "file"
+    assert got.meta["recording"]["path"] == str(wav)
