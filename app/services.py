@@ -16,6 +16,7 @@ from app.booking import BookingService, build_booking_service, ensure_catalog, k
 from app.call_records import StorageObserver
 from app.knowledge_files import knowledge_source_dir
 from app.prompts import PromptStore
+from app.providers import build_batch_stt, build_live_stt, build_tts, warm_up_tts
 from app.recent_calls import RecentCalls
 from app.recordings import (
     Recordings,
@@ -90,6 +91,7 @@ def session_config_from(s: Settings) -> SessionConfig:
         speech_pad_ms=s.speech_pad_ms,
         chunk_ms=s.outbound_chunk_ms,
         goodbye_grace_s=s.goodbye_grace_s,
+        live_final_timeout_s=s.stt_live_final_timeout_s,
     )
 
 
@@ -206,12 +208,28 @@ async def build_services(
     prompts = PromptStore(db)
 
     if engines is None:
-        vad, stt, tts = await asyncio.to_thread(load_embedded_engines, settings)
-        warm = getattr(stt, "warm_up", None)
+        vad, whisper, espeak = await asyncio.to_thread(load_embedded_engines, settings)
+        warm = getattr(whisper, "warm_up", None)
         if warm is not None:
             await warm()
-        closers.append(stt.close)
-        engines = Engines(vad=vad, stt=stt, tts=tts, brain=None)  # type: ignore[arg-type]
+        closers.append(whisper.close)
+        tts = build_tts(settings, espeak, metrics, closers)
+        await warm_up_tts(tts)
+        engines = Engines(
+            vad=vad,
+            stt=build_batch_stt(settings, whisper, metrics, closers),
+            tts=tts,
+            brain=None,  # type: ignore[arg-type]
+            live_stt=build_live_stt(settings, metrics),
+        )
+    for engine in (engines.stt, engines.tts, engines.live_stt):
+        # Injected provider chains report into this app's registry.
+        if engine is not None and getattr(engine, "metrics", False) is None:
+            attach = getattr(engine, "attach_metrics", None)
+            if attach is not None:
+                attach(metrics)
+            else:
+                engine.metrics = metrics  # type: ignore[union-attr]
     if engines.brain is None:  # injected engines may leave the brain to the settings
         engines.brain = build_brain(
             settings, tools, prompts=prompts, knowledge=knowledge, metrics=metrics, closers=closers

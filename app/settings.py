@@ -30,6 +30,16 @@ def _plain(name: str) -> AliasChoices:
     return AliasChoices(name, f"TAINA_{name}")
 
 
+def _chain(names: str, embedded: str) -> list[str]:
+    """A provider list from "a, b": lower-case, de-duplicated, ending in the embedded engine."""
+    out: list[str] = []
+    for raw in names.split(","):
+        name = raw.strip().lower()
+        if name and name not in out and name != embedded:
+            out.append(name)
+    return [*out, embedded]
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="TAINA_",
@@ -161,7 +171,9 @@ class Settings(BaseSettings):
     # Ordered, comma-separated. "deepgram" streams live during the call; the others form the
     # batch chain that completes a turn when the one before fails. The embedded "whisper" is
     # always last (see ``stt_provider_chain``), so a turn is never lost.
-    stt_providers: str = Field(default="whisper", validation_alias=_plain("STT_PROVIDERS"))
+    # Ordered, comma-separated; the embedded engine always ends the chain. Empty = decided by
+    # the keys present: deepgram (live), openai (batch), whisper.
+    stt_providers: str = Field(default="", validation_alias=_plain("STT_PROVIDERS"))
     deepgram_model: str = "nova-2"  # or nova-3
     deepgram_base_url: str | None = None  # None = Deepgram's own; tests point it at loopback
     deepgram_endpointing_ms: int = 300  # silence before Deepgram marks speech_final
@@ -177,12 +189,14 @@ class Settings(BaseSettings):
     @property
     def stt_provider_chain(self) -> list[str]:
         """``stt_providers`` as a list, de-duplicated, always ending in the embedded engine."""
-        names: list[str] = []
-        for raw in self.stt_providers.split(","):
-            name = raw.strip().lower()
-            if name and name not in names and name != "whisper":
-                names.append(name)
-        return [*names, "whisper"]
+        wanted = self.stt_providers
+        if not wanted.strip():
+            wanted = ",".join(
+                n
+                for n, key in (("deepgram", self.deepgram_api_key), ("openai", self.openai_api_key))
+                if key
+            )
+        return _chain(wanted, "whisper")
 
     # --- speech providers: TTS (issue 4) ----------------------------------------------------
     elevenlabs_model: str = Field(
@@ -202,6 +216,19 @@ class Settings(BaseSettings):
     # one in the chain (the embedded eSpeak, always last, has none).
     tts_first_byte_budget_s: float = 1.2
     tts_cooldown_s: float = 30.0  # a failed provider is skipped for this long
+    # Ordered, comma-separated; eSpeak always ends the chain. Empty = decided by the keys
+    # present: elevenlabs (key and voice id), openai, espeak.
+    tts_providers: str = Field(default="", validation_alias=_plain("TTS_PROVIDERS"))
+
+    @property
+    def tts_provider_chain(self) -> list[str]:
+        wanted = self.tts_providers
+        if not wanted.strip():
+            eleven = bool(self.elevenlabs_api_key and self.elevenlabs_voice_id)
+            wanted = ",".join(
+                n for n, ok in (("elevenlabs", eleven), ("openai", bool(self.openai_api_key))) if ok
+            )
+        return _chain(wanted, "espeak")
 
     # --- derived ----------------------------------------------------------------------------
     @property

@@ -437,6 +437,12 @@ class CallSession:
             except Exception as exc:
                 self._metrics.engine_errors_total.labels("live_stt").inc()
                 self._log.warning("live STT failed (%s); transcribing this turn locally", exc)
+                transcript = await self._transcribe(audio)
+                live_name = getattr(self._engines.live_stt, "name", "live")
+                self._metrics.provider_failovers_total.labels(
+                    "stt", live_name, transcript.provider
+                ).inc()
+                return transcript
         return await self._transcribe(audio)
 
     async def _answer(
