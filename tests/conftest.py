@@ -26,5 +26,6 @@ def tts() -> EspeakTTS:
     """The embedded Spanish voice with the default settings."""
     return EspeakTTS()
 
+
 # Shared fixtures defined in their own modules (a fixture imported here is visible to all tests).
 from tests.fake_twilio_rest import fake_twilio  # noqa: E402, F401

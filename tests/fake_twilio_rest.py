@@ -61,5 +61,3 @@ def fake_twilio() -> Iterator[FakeTwilio]:
         server.shutdown()
         server.server_close()
         thread.join()
-
-
