@@ -16,6 +16,8 @@ run: models
 test: models
 	@echo ">> Lint"
 	$(BIN)/ruff check .
+	@echo ">> Browser for the dashboard tests (Debian's chromium)"
+	./scripts/install_browser.sh || echo ">> No Chromium: browser tests will be skipped"
 	@echo ">> Test suite"
 	$(BIN)/pytest -ra
 
