@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query, Response, status
 from pydantic import BaseModel
 
 from app.api.bookings_routes import BookingItem, query_bookings
@@ -140,5 +140,21 @@ async def get_call(call_sid: str, services: ServicesDep, principal: AgentUser) -
             for t in call.turns
         ],
         bookings=bookings,
-        recording_url=None,
+        recording_url=(
+            f"/api/calls/{call.call_sid}/recording" if call.meta.get("recording") else None
+        ),
     )
+
+
+@router.get(
+    "/{call_sid}/recording",
+    summary="La grabación de una llamada (WAV estéreo: quien llama a la izquierda)",
+    responses={404: {"description": "Sin grabación"}, 200: {"content": {"audio/wav": {}}}},
+    response_class=Response,
+)
+async def get_recording(call_sid: str, services: ServicesDep, principal: AgentUser) -> Response:
+    recordings = services.recordings
+    audio = await recordings.fetch(call_sid) if recordings is not None else None
+    if audio is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="Esta llamada no tiene grabación.")
+    return Response(content=audio, media_type="audio/wav")

@@ -94,3 +94,53 @@ async def test_recorded_call_hears_the_notice_and_is_saved(
     got = await asyncio.to_thread(server.run, server.services.calls.get_call(call.call_sid))
     assert got.meta["recording"]["store"] == "file"
     assert got.meta["recording"]["path"] == str(wav)
+
+
+async def test_recording_switched_on_by_settings_is_served_to_staff(live_server_factory) -> None:
+    """TAINA_RECORD_CALLS=true: consent notice, a WAV per call, and the dashboard's player
+    URL in the call's API detail (staff only)."""
+    import httpx
+
+    from app.users import create_user
+
+    engines = Engines(
+        vad=EnergyVad(),
+        stt=FixedSTT(text="¿A qué hora abren las oficinas?"),
+        tts=ToneTTS(ms_per_char=5),
+        brain=None,  # built by the app, which wraps it with the consent notice
+    )
+    server = live_server_factory(engines=engines, record_calls=True)
+    call = RawStream(server)
+    await call.connect()
+    await call.start(await call.webhook())
+    await asyncio.gather(call.collect(1.0), paced(call, frames_of(False, 1000)))
+    await asyncio.gather(
+        call.collect(2.0), paced(call, frames_of(True, 600) + frames_of(False, 1400))
+    )
+    await call.stop()
+    await asyncio.wait_for(call.ws.wait_closed(), 5)
+    await asyncio.to_thread(server.run, server.services.recordings.flushed())
+
+    await asyncio.to_thread(
+        server.run, create_user(server.services.db, "ana@example.org", "agent", "s3creto-largo")
+    )
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        token = (
+            await http.post(
+                "/api/auth/login", json={"email": "ana@example.org", "password": "s3creto-largo"}
+            )
+        ).json()["access_token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        detail = None
+        for _ in range(100):
+            detail = (await http.get(f"/api/calls/{call.call_sid}", headers=auth)).json()
+            if detail.get("recording_url"):
+                break
+            await asyncio.sleep(0.05)
+        assert detail["turns"][0]["text"].startswith(CONSENT_NOTICE)
+        assert detail["recording_url"] == f"/api/calls/{call.call_sid}/recording"
+        audio = await http.get(detail["recording_url"], headers=auth)
+        assert audio.status_code == 200 and audio.headers["content-type"] == "audio/wav"
+        with wave.open(io.BytesIO(audio.content)) as w:
+            assert (w.getnchannels(), w.getframerate()) == (2, 8000) and w.getnframes() > 8000
+        assert (await http.get(detail["recording_url"])).status_code == 401
