@@ -131,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     from app.admin_cli import add_admin_commands
 
     add_admin_commands(sub)
+
+    from app.livekit_cli import add_livekit_commands
+
+    add_livekit_commands(sub)
     return parser
 
 

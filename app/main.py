@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from prometheus_client import PlatformCollector, ProcessCollector
 
-from app import api_live, routes_admin, routes_health, routes_twilio
+from app import api_live, routes_admin, routes_health, routes_livekit, routes_twilio
 from app.api import router as api_router
 from app.auth import token_verifiers
 from app.call_factory import WebhookClock
@@ -65,4 +65,5 @@ def create_app(settings: Settings | None = None, *, engines: Engines | None = No
     app.include_router(api_router)
     app.include_router(api_live.router)
     app.include_router(routes_admin.router)
+    app.include_router(routes_livekit.router)
     return app

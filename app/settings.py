@@ -141,6 +141,30 @@ class Settings(BaseSettings):
     record_calls: bool = False
     recordings_bucket: str | None = None  # Supabase Storage bucket; unset: {data_dir}/recordings
 
+    # --- LiveKit (issue 6) ------------------------------------------------------------------
+    # Web visitors get one room each (prefix + session id); LiveKit SIP callers get one room
+    # each from the dispatch rule (SIP prefix + number + random suffix). The agent worker joins
+    # every room with either prefix.
+    livekit_room_prefix: str = "web-"
+    livekit_sip_room_prefix: str = "call-"
+    livekit_agent_name: str = "taina"  # dispatch rule's roomConfig agents[].agentName
+    livekit_agent_identity: str = "taina-agente"
+    livekit_token_ttl_s: int = 300  # how long a visitor token may be used to join
+    livekit_room_max_s: int = 1800  # the agent ends (and deletes) a room after this long
+    livekit_empty_timeout_s: int = 60  # room closes if nobody joins within this
+    livekit_departure_timeout_s: int = 10  # room closes this long after the last one leaves
+    livekit_token_per_minute: int = 10  # token requests per client IP
+    livekit_poll_interval_s: float = 1.0  # the agent's ListRooms period
+    livekit_sample_rate: int = 48000  # rate of the agent's published track and its AudioStream
+    # Comma-separated E.164 numbers the inbound trunk accepts (empty: any number).
+    livekit_sip_trunk_numbers: str = ""
+    livekit_sip_trunk_name: str = "taina-entrada"
+    livekit_sip_dispatch_name: str = "taina-despacho"
+    livekit_sip_auth_username: str | None = None
+    livekit_sip_auth_password: str | None = None
+    # SIP REFER target for a transfer ("tel:+1809…" or "sip:…"); unset: tel: + transfer_number.
+    livekit_sip_transfer_to: str | None = None
+
     # --- storage ----------------------------------------------------------------------------
     database_url: str | None = Field(default=None, validation_alias=_plain("DATABASE_URL"))
 
