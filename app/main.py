@@ -9,7 +9,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from prometheus_client import PlatformCollector, ProcessCollector
 
-from app import api_live, routes_admin, routes_health, routes_livekit, routes_twilio
+from app import (
+    api_live,
+    routes_admin,
+    routes_health,
+    routes_livekit,
+    routes_twilio,
+    routes_web,
+)
 from app.api import router as api_router
 from app.auth import token_verifiers
 from app.call_factory import WebhookClock
@@ -66,4 +73,5 @@ def create_app(settings: Settings | None = None, *, engines: Engines | None = No
     app.include_router(api_live.router)
     app.include_router(routes_admin.router)
     app.include_router(routes_livekit.router)
+    app.include_router(routes_web.router)
     return app

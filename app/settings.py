@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     max_ws_message_bytes: int = 64 * 1024
     max_bad_messages: int = 50  # a stream sending more malformed messages than this is closed
     outbound_chunk_ms: int = 100  # audio sent per media message (each followed by a mark)
+    web_max_connections_per_ip: int = 4  # browser calls (WS /web/stream) at once per address
+    web_max_frame_bytes: int = 8192
+    web_max_messages_per_s: int = 200
 
     # --- audio pipeline ---------------------------------------------------------------------
     pipeline_sample_rate: int = 16000

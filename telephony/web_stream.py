@@ -1,0 +1,374 @@
+"""The ``WS /web/stream`` transport: a visitor's browser ↔ CallSession.
+
+Same shape as the Twilio transport: the receive loop turns the page's messages into audio
+frames, DTMF digits and mark echoes for the session; one writer task owns the socket's sending
+side through an outbox queue, so ``clear`` drops speech not yet sent and nothing is sent after
+the socket closed. On top of that the page gets what a phone cannot show: live captions of
+both sides and the conversation's state (escuchando / pensando / hablando).
+
+Abuse limits: a frame larger than ``max_frame_bytes`` closes the stream at once (1009); more
+than ``max_messages_per_s`` messages in a second are dropped and counted as bad; a stream with
+more than ``max_bad_messages`` bad messages is closed (1008). Nothing one stream does can
+raise out of this class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
+from typing import Any, Protocol
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from pipeline.metrics import PipelineMetrics
+from pipeline.records import CallInfo, TurnRecord
+from telephony.audio_codec import StreamResampler
+from telephony.web_protocol import (
+    WIRE_RATE,
+    Audio,
+    DtmfDigit,
+    HangupRequest,
+    MarkPlayed,
+    ProtocolError,
+    Speaker,
+    StartRequest,
+    State,
+    audio_mark_message,
+    caption_message,
+    clear_message,
+    error_message,
+    hangup_message,
+    parse_client_message,
+    started_message,
+    state_message,
+)
+
+log = logging.getLogger("taina.web")
+
+MSG_BUSY = (
+    "En este momento no podemos atender su llamada. Por favor, intente de nuevo en unos minutos."
+)
+
+
+class SessionLike(Protocol):
+    def feed_audio(self, pcm16: bytes, wire: bytes | None = None) -> None: ...
+    def feed_dtmf(self, digit: str) -> None: ...
+    def mark_played(self, name: str) -> None: ...
+    async def start(self, greeting_t0: float | None = None) -> None: ...
+    async def close(self, reason: str) -> None: ...
+    @property
+    def is_closed(self) -> bool: ...
+
+
+# Builds the session for a started stream; None refuses it (at capacity).
+WebSessionFactory = Callable[[StartRequest, "WebMediaStream"], Awaitable["SessionLike | None"]]
+
+_Outgoing = tuple[str | bytes, Callable[[float], None] | None]
+
+
+def new_call_id() -> str:
+    return "web-" + secrets.token_hex(8)
+
+
+class WebMediaStream:
+    """One visitor's call. Implements the session's ``AudioSink`` (PCM16 16 kHz out)."""
+
+    output_rate = WIRE_RATE
+    output_encoding = "pcm16"
+
+    def __init__(
+        self,
+        ws: WebSocket,
+        *,
+        pipeline_rate: int,
+        max_frame_bytes: int,
+        max_messages_per_s: int,
+        max_bad_messages: int,
+        metrics: PipelineMetrics,
+        session_factory: WebSessionFactory,
+        call_id: str | None = None,
+    ) -> None:
+        self._ws = ws
+        self._max_frame = max_frame_bytes
+        self._max_rate = max_messages_per_s
+        self._max_bad = max_bad_messages
+        self._metrics = metrics
+        self._factory = session_factory
+        self.call_id = call_id or new_call_id()
+        self._in_resampler = StreamResampler(WIRE_RATE, pipeline_rate)
+        self._outbox: asyncio.Queue[_Outgoing | None] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self._session: SessionLike | None = None
+        self._started = False
+        self._bad = 0
+        self._window_start = 0.0
+        self._window_count = 0
+        self._closing = False
+        self._state: State | None = None
+        self._last_mark: str | None = None  # the newest audio mark sent and not yet played
+        self._bot_caption = ""
+        self._log = logging.LoggerAdapter(log, {"call_id": self.call_id})
+        self.accepted_at = time.monotonic()
+
+    # --- AudioSink -------------------------------------------------------------------------
+    def send_audio(
+        self, pcm16: bytes, mark: str, on_sent: Callable[[float], None] | None = None
+    ) -> None:
+        if self._closing or not self._started:
+            return
+        self._set_state("hablando")
+        self._outbox.put_nowait((pcm16, on_sent))
+        self._outbox.put_nowait((audio_mark_message(mark), None))
+        self._last_mark = mark
+
+    def clear(self) -> None:
+        if self._closing or not self._started:
+            return
+        while True:
+            try:
+                item = self._outbox.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+            if item is None:  # a hang-up was queued: keep it
+                self._outbox.put_nowait(None)
+                return
+        self._last_mark = None
+        self._state = None  # the queued state messages were dropped with the audio
+        self._outbox.put_nowait((clear_message(), None))
+        self._set_state("escuchando")
+
+    async def hangup(self) -> None:
+        """The bot ends the call: tell the page, let the writer drain, close."""
+        if self._closing:
+            return
+        self._outbox.put_nowait((hangup_message(), None))
+        self._closing = True
+        self._outbox.put_nowait(None)
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._writer), 5)
+        await self._close_socket(1000)
+
+    async def transfer(self, target: str | None) -> bool:
+        return False  # a browser visit has no phone line to hand over
+
+    # --- what the page sees besides audio --------------------------------------------------
+    def caption(self, speaker: Speaker, text: str, final: bool) -> None:
+        if not self._closing and self._started and text:
+            self._outbox.put_nowait((caption_message(speaker, text, final), None))
+
+    def sentence_spoken(self, sentence: str) -> None:
+        """A bot sentence starts to be synthesized: grow the live caption of this bot turn."""
+        sentence = sentence.strip()
+        if sentence:
+            self._bot_caption = f"{self._bot_caption} {sentence}".strip()
+            self.caption("bot", self._bot_caption, final=False)
+
+    def turn_ended(self, turn: TurnRecord) -> None:
+        if turn.speaker == "caller":
+            if turn.text:
+                self.caption("caller", turn.text, final=True)
+            self._set_state("pensando")
+            return
+        self._bot_caption = ""
+        self.caption("bot", turn.heard_text or turn.text, final=True)
+        if self._last_mark is None and not self._closing and self._started:
+            self._set_state("escuchando")
+
+    def _set_state(self, state: State) -> None:
+        if state != self._state and not self._closing and self._started:
+            self._state = state
+            self._outbox.put_nowait((state_message(state), None))
+
+    # --- the receive loop ------------------------------------------------------------------
+    async def run(self) -> None:
+        await self._ws.accept()
+        self._writer = asyncio.create_task(self._write_loop(), name=f"web-writer-{self.call_id}")
+        reason = "disconnected"
+        try:
+            reason = await self._receive_loop()
+        except WebSocketDisconnect:
+            reason = "caller-hangup" if self._started else "disconnected"
+        except Exception:
+            self._log.exception("web stream failed")
+            reason = "error"
+        finally:
+            await self._shutdown(reason)
+
+    async def _receive_loop(self) -> str:
+        ws = self._ws
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return "caller-hangup" if self._started else "disconnected"
+            if not self._within_rate():
+                if self._bad_message("more messages per second than allowed", "rate"):
+                    return "protocol-error"
+                continue
+            parsed = parse_client_message(
+                message.get("text"), message.get("bytes"), self._max_frame
+            )
+            if isinstance(parsed, Audio):
+                if self._session is None:
+                    if self._bad_message("audio before start", "audio"):
+                        return "protocol-error"
+                else:
+                    self._session.feed_audio(self._in_resampler.process(parsed.pcm16))
+            elif isinstance(parsed, MarkPlayed):
+                self._on_mark(parsed.name)
+            elif isinstance(parsed, ProtocolError):
+                if parsed.fatal:
+                    self._log.warning("closing web stream: %s", parsed.reason)
+                    self._metrics.bad_messages_total.labels("web", parsed.kind).inc()
+                    await self._close_socket(1009)
+                    return "protocol-error"
+                if self._bad_message(parsed.reason, parsed.kind):
+                    return "protocol-error"
+            elif isinstance(parsed, DtmfDigit):
+                if self._session is not None:
+                    self._session.feed_dtmf(parsed.digit)
+            elif isinstance(parsed, StartRequest):
+                outcome = await self._on_start(parsed)
+                if outcome is not None:
+                    return outcome
+            elif isinstance(parsed, HangupRequest):
+                return "caller-hangup"
+            if self._session is not None and self._session.is_closed:
+                return "bot-hangup"
+
+    def _within_rate(self) -> bool:
+        now = time.monotonic()
+        if now - self._window_start >= 1.0:
+            self._window_start = now
+            self._window_count = 0
+        self._window_count += 1
+        return self._window_count <= self._max_rate
+
+    def _on_mark(self, name: str) -> None:
+        if self._session is None:
+            self._bad_message("mark before start", "mark")
+            return
+        self._session.mark_played(name)
+        if name == self._last_mark:
+            self._last_mark = None
+            self._set_state("escuchando")
+
+    async def _on_start(self, start: StartRequest) -> str | None:
+        if self._started:
+            self._bad_message("second start on one stream", "start")
+            return None
+        self._started = True
+        session = await self._factory(start, self)
+        if session is None:
+            self._log.warning("web call refused at start")
+            self._outbox.put_nowait((error_message(MSG_BUSY), None))
+            self._closing = True
+            self._outbox.put_nowait(None)
+            if self._writer is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(self._writer), 2)
+            await self._close_socket(1013)
+            return "refused"
+        self._session = session
+        self._outbox.put_nowait((started_message(self.call_id), None))
+        self._set_state("escuchando")
+        await session.start(self.accepted_at)
+        return None
+
+    def _bad_message(self, reason: str, kind: str) -> bool:
+        """Log and count; True when the stream has misbehaved enough to be closed."""
+        self._bad += 1
+        self._metrics.bad_messages_total.labels("web", kind[:20]).inc()
+        if self._bad <= 10 or self._bad % 100 == 0:
+            self._log.warning("ignored message: %s", reason)
+        if self._bad > self._max_bad:
+            self._log.error("closing web stream after %d bad messages", self._bad)
+            return True
+        return False
+
+    # --- sending ---------------------------------------------------------------------------
+    async def _write_loop(self) -> None:
+        ws = self._ws
+        while True:
+            item = await self._outbox.get()
+            if item is None:
+                return
+            payload, on_sent = item
+            if ws.application_state != WebSocketState.CONNECTED:
+                return
+            try:
+                if isinstance(payload, bytes):
+                    await ws.send_bytes(payload)
+                else:
+                    await ws.send_text(payload)
+            except Exception:  # the page is gone; the receive loop will notice
+                return
+            if on_sent is not None:
+                on_sent(time.monotonic())
+
+    async def _close_socket(self, code: int) -> None:
+        self._closing = True
+        if self._ws.application_state == WebSocketState.CONNECTED:
+            with contextlib.suppress(Exception):
+                await self._ws.close(code)
+
+    async def _shutdown(self, reason: str) -> None:
+        self._closing = True
+        if self._session is not None:
+            await self._session.close(reason)
+        if self._writer is not None:
+            self._outbox.put_nowait(None)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._writer, 2)
+            if not self._writer.done():
+                self._writer.cancel()
+        await self._close_socket(1000 if reason != "protocol-error" else 1008)
+
+    def describe(self) -> dict[str, Any]:
+        return {"call_id": self.call_id, "bad": self._bad, "state": self._state}
+
+
+# --- taps that feed the captions --------------------------------------------------------------
+
+
+class CaptionObserver:
+    """A ``CallObserver`` for one web call: finished turns become captions and states."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def call_started(self, info: CallInfo) -> None:
+        pass
+
+    def turn_ended(self, call_id: str, turn: TurnRecord) -> None:
+        self._stream.turn_ended(turn)
+
+    def call_ended(
+        self, call_id: str, ended_at: datetime, reason: str, outcome: str | None
+    ) -> None:
+        pass
+
+
+class CaptioningTTS:
+    """Wraps the call's TTS so every sentence becomes a live caption when its synthesis starts.
+
+    The session synthesizes one sentence per ``synthesize`` call, so this is the per-sentence
+    hook the session does not (yet) offer; every other attribute is the inner engine's.
+    """
+
+    def __init__(self, inner: Any, on_sentence: Callable[[str], None]) -> None:
+        self._inner = inner
+        self._on_sentence = on_sentence
+
+    async def synthesize(self, text: str, sample_rate: int, **kwargs: Any) -> AsyncIterator[bytes]:
+        self._on_sentence(text)
+        async for chunk in self._inner.synthesize(text, sample_rate, **kwargs):
+            yield chunk
+
+    def __getattr__(self, name: str) -> Any:  # name, native_encodings, reports_first_audio…
+        return getattr(self._inner, name)
