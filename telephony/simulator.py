@@ -871,12 +871,15 @@ def _make_stt() -> Any:
     s = Settings()
     if not Path(s.whisper_dir).is_dir():
         raise FileNotFoundError(f"no hay modelo Whisper en {s.whisper_dir}")
+    # The transcript is a measurement made after the call, not on a caller's time: favour
+    # accuracy (beam search, temperature fallback) over the server's greedy single pass.
     return WhisperSTT(
         s.whisper_dir,
         language=s.stt_language,
         prompt=s.stt_prompt,
-        beam_size=s.stt_beam_size,
+        beam_size=5,
         cpu_threads=s.stt_cpu_threads,
+        temperatures=(0.0, 0.2, 0.4, 0.6),
     )
 
 

@@ -277,6 +277,9 @@ def wants_other_day(norm: str) -> bool:
 # --- topics for knowledge questions -----------------------------------------------------------
 
 _HOURS = _rx(r"\b(?:hora|horas|horario|horarios|abren|abre|cierran|cierra|atienden|trabajan)\b")
+# Over a phone line Whisper often hears "¿a qué hora…?" as "¿a qué ahora…?" / "que ahora…";
+# with an office word nearby it is still the opening-hours question.
+_HOURS_MISHEARD = _rx(r"\bque ahora\b(?=.*\b(?:s?ofic\w*|abr\w*|ven\w*|atiend\w*)\b)")
 _ADDRESS = _rx(r"\b(?:donde|direccion|ubicad\w*|ubicacion|queda|quedan|llego|llegar|estan)\b")
 _PHONE_Q = _rx(r"\b(?:telefono|numero de telefono|llamar)\b")
 _SATURDAY = _rx(r"\bsabados?\b")
@@ -325,7 +328,9 @@ def knowledge_topic(norm: str) -> str | None:
     asked in many ways and deserve a focused query."""
     if _APPOINTMENT_WORDS.search(norm):
         return None
-    if _HOURS.search(norm) and not re.search(r"\b(?:cuantas horas|cuanto tiempo)\b", norm):
+    if _HOURS_MISHEARD.search(norm) or (
+        _HOURS.search(norm) and not re.search(r"\b(?:cuantas horas|cuanto tiempo)\b", norm)
+    ):
         return "hours_saturday" if _SATURDAY.search(norm) else "hours"
     if _PHONE_Q.search(norm):
         return "phone"
