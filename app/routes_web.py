@@ -102,9 +102,21 @@ def make_router(root: Path = VISITOR_DIR) -> APIRouter:
         settings = getattr(services, "settings", None)
         headers = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
         if path.suffix == ".html":
-            headers["Content-Security-Policy"] = content_security_policy(
-                getattr(settings, "supabase_url", None)
-            )
+            csp = content_security_policy(getattr(settings, "supabase_url", None))
+            # The LiveKit SDK opens a WebSocket to the server (wss://…/rtc) and may fetch over
+            # http(s) from the same host (/rtc/validate, LiveKit Cloud's /settings/regions, whose
+            # answers point at other *.livekit.cloud hosts). Media itself is WebRTC: not CSP's.
+            from urllib.parse import urlsplit
+
+            lk = urlsplit(getattr(settings, "livekit_url", None) or "")
+            if lk.scheme in ("ws", "wss", "http", "https") and lk.netloc:
+                secure = lk.scheme in ("wss", "https")
+                ws, http = ("wss", "https") if secure else ("ws", "http")
+                hosts = [f"{ws}://{lk.netloc}", f"{http}://{lk.netloc}"]
+                if (lk.hostname or "").endswith(".livekit.cloud"):
+                    hosts += ["wss://*.livekit.cloud", "https://*.livekit.cloud"]
+                csp = csp.replace("connect-src 'self'", "connect-src 'self' " + " ".join(hosts))
+            headers["Content-Security-Policy"] = csp
             headers["X-Frame-Options"] = "DENY"
             headers["Referrer-Policy"] = "no-referrer"
             # The page asks for the microphone and nothing else.

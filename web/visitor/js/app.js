@@ -80,10 +80,20 @@ function caption(speaker, text, final) {
   item.scrollIntoView({ block: "nearest" });
 }
 
-// --- LiveKit hook -----------------------------------------------------------------------------
-// HOOK (LiveKit engineer): when the server has LiveKit configured, POST /api/livekit/token
-// answers 200 with a token; join that room instead of using WS /web/stream and return true.
-// Until that exists this returns false and the page uses its own WebSocket.
+// --- LiveKit ----------------------------------------------------------------------------------
+// When the server has LiveKit configured, POST /api/livekit/token answers 200 with a token and
+// js/livekit.js joins that room; its answer is a handle with hangup(), or null/false when the
+// room could not be joined and this page uses its own WebSocket instead.
+function endLiveKitCall(handle, message) {
+  if (!call || call.livekit !== handle) return;
+  call.ended = true;
+  cleanup(call);
+  showMessage(message);
+  statusEl.textContent = "";
+  statusEl.dataset.state = "terminada";
+  stats.state = "terminada";
+}
+
 async function tryLiveKit(sessionId) {
   let response;
   try {
@@ -97,7 +107,11 @@ async function tryLiveKit(sessionId) {
   }
   if (response.status !== 200) return false;
   if (typeof window.tainaJoinLiveKit !== "function") return false;
-  return window.tainaJoinLiveKit(await response.json(), { caption, showState, showMessage });
+  let handle = null;
+  const end = (message) => endLiveKitCall(handle, message);
+  const ui = { caption, showState, showMessage, end };
+  handle = await window.tainaJoinLiveKit(await response.json(), ui);
+  return handle || false;
 }
 
 // --- the call ---------------------------------------------------------------------------------
@@ -125,8 +139,10 @@ async function startCall() {
     console.warn("microphone refused:", err && err.name);
     return fail(MSG_MIC);
   }
-  if (await tryLiveKit(sessionId)) {
-    mic.getTracks().forEach((t) => t.stop());
+  const livekit = await tryLiveKit(sessionId);
+  if (livekit) {
+    mic.getTracks().forEach((t) => t.stop()); // the SDK publishes its own capture of the mic
+    call = { livekit, ended: false };
     setButton(true, false);
     return;
   }
@@ -246,6 +262,9 @@ function onServerMessage(c, data) {
 }
 
 function cleanup(c) {
+  try {
+    c.livekit?.hangup();
+  } catch {}
   try {
     if (c.ws && c.ws.readyState <= WebSocket.OPEN) c.ws.close(1000);
   } catch {}
