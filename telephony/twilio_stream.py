@@ -11,14 +11,12 @@ closed. Nothing one stream does can raise out of this class.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from pipeline.metrics import PipelineMetrics
 from telephony.audio_codec import StreamResampler, mulaw_to_pcm16
@@ -35,6 +33,7 @@ from telephony.twilio_protocol import (
     media_message,
     parse_message,
 )
+from telephony.ws_outbox import WebSocketOutbox
 
 log = logging.getLogger("taina.twilio")
 
@@ -88,10 +87,7 @@ class TwilioMediaStream:
         self._factory = session_factory
         self._transfer_handler = transfer_handler
         self._in_resampler = StreamResampler(8000, pipeline_rate)
-        self._outbox: asyncio.Queue[tuple[str, Callable[[float], None] | None] | None] = (
-            asyncio.Queue()
-        )
-        self._writer: asyncio.Task[None] | None = None
+        self._out = WebSocketOutbox(ws, "twilio-writer")
         self._session: SessionLike | None = None
         self._start: Start | None = None
         self.stream_sid: str | None = None
@@ -110,23 +106,14 @@ class TwilioMediaStream:
     ) -> None:
         if self._closing or self.stream_sid is None:
             return
-        self._outbox.put_nowait((media_message(self.stream_sid, mulaw), on_sent))
-        self._outbox.put_nowait((mark_message(self.stream_sid, mark), None))
+        self._out.put(media_message(self.stream_sid, mulaw), on_sent)
+        self._out.put(mark_message(self.stream_sid, mark))
 
     def clear(self) -> None:
         if self._closing or self.stream_sid is None:
             return
-        dropped = 0
-        while True:
-            try:
-                item = self._outbox.get_nowait()
-            except asyncio.QueueEmpty:
-                break
-            if item is None:  # a hang-up was queued: keep it
-                self._outbox.put_nowait(None)
-                return
-            dropped += 1
-        self._outbox.put_nowait((clear_message(self.stream_sid), None))
+        dropped = self._out.drop_pending()
+        self._out.put(clear_message(self.stream_sid))
         self._log.debug("clear sent (%d queued messages dropped)", dropped)
 
     async def hangup(self) -> None:
@@ -134,10 +121,7 @@ class TwilioMediaStream:
         if self._closing:
             return
         self._closing = True
-        self._outbox.put_nowait(None)
-        if self._writer is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(self._writer), 5)
+        await self._out.drain(5)
         await self._close_socket(1000)
 
     async def transfer(self, target: str | None) -> bool:
@@ -152,7 +136,7 @@ class TwilioMediaStream:
     # --- the receive loop ------------------------------------------------------------------
     async def run(self) -> None:
         await self._ws.accept()
-        self._writer = asyncio.create_task(self._write_loop(), name="twilio-writer")
+        self._out.start()
         reason = "disconnected"
         try:
             reason = await self._receive_loop()
@@ -254,39 +238,15 @@ class TwilioMediaStream:
         return False
 
     # --- sending ---------------------------------------------------------------------------
-    async def _write_loop(self) -> None:
-        ws = self._ws
-        while True:
-            item = await self._outbox.get()
-            if item is None:
-                return
-            text, on_sent = item
-            if ws.application_state != WebSocketState.CONNECTED:
-                return
-            try:
-                await ws.send_text(text)
-            except Exception:  # the peer is gone; the receive loop will notice
-                return
-            if on_sent is not None:
-                on_sent(time.monotonic())
-
     async def _close_socket(self, code: int) -> None:
         self._closing = True
-        if self._ws.application_state == WebSocketState.CONNECTED:
-            with contextlib.suppress(Exception):
-                await self._ws.close(code)
+        await self._out.close(code)
 
     async def _shutdown(self, reason: str) -> None:
         self._closing = True
         if self._session is not None:
             await self._session.close(reason)
-        if self._writer is not None:
-            self._outbox.put_nowait(None)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._writer, 2)
-            if not self._writer.done():
-                self._writer.cancel()
-        await self._close_socket(1000 if reason != "protocol-error" else 1008)
+        await self._out.shutdown(1000 if reason != "protocol-error" else 1008)
 
     def describe(self) -> dict[str, Any]:
         return {"call_sid": self.call_sid, "stream_sid": self.stream_sid, "bad": self._bad}

@@ -14,8 +14,6 @@ raise out of this class.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import secrets
 import time
@@ -23,7 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any, Protocol
 
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from pipeline.metrics import PipelineMetrics
 from pipeline.records import CallInfo, TurnRecord
@@ -47,6 +45,7 @@ from telephony.web_protocol import (
     started_message,
     state_message,
 )
+from telephony.ws_outbox import WebSocketOutbox
 
 log = logging.getLogger("taina.web")
 
@@ -68,7 +67,6 @@ class SessionLike(Protocol):
 # Builds the session for a started stream; None refuses it (at capacity).
 WebSessionFactory = Callable[[StartRequest, "WebMediaStream"], Awaitable["SessionLike | None"]]
 
-_Outgoing = tuple[str | bytes, Callable[[float], None] | None]
 
 
 def new_call_id() -> str:
@@ -101,8 +99,7 @@ class WebMediaStream:
         self._factory = session_factory
         self.call_id = call_id or new_call_id()
         self._in_resampler = StreamResampler(WIRE_RATE, pipeline_rate)
-        self._outbox: asyncio.Queue[_Outgoing | None] = asyncio.Queue()
-        self._writer: asyncio.Task[None] | None = None
+        self._out = WebSocketOutbox(ws, f"web-writer-{self.call_id}")
         self._session: SessionLike | None = None
         self._started = False
         self._bad = 0
@@ -122,36 +119,26 @@ class WebMediaStream:
         if self._closing or not self._started:
             return
         self._set_state("hablando")
-        self._outbox.put_nowait((pcm16, on_sent))
-        self._outbox.put_nowait((audio_mark_message(mark), None))
+        self._out.put(pcm16, on_sent)
+        self._out.put(audio_mark_message(mark))
         self._last_mark = mark
 
     def clear(self) -> None:
         if self._closing or not self._started:
             return
-        while True:
-            try:
-                item = self._outbox.get_nowait()
-            except asyncio.QueueEmpty:
-                break
-            if item is None:  # a hang-up was queued: keep it
-                self._outbox.put_nowait(None)
-                return
+        self._out.drop_pending()
         self._last_mark = None
         self._state = None  # the queued state messages were dropped with the audio
-        self._outbox.put_nowait((clear_message(), None))
+        self._out.put(clear_message())
         self._set_state("escuchando")
 
     async def hangup(self) -> None:
         """The bot ends the call: tell the page, let the writer drain, close."""
         if self._closing:
             return
-        self._outbox.put_nowait((hangup_message(), None))
+        self._out.put(hangup_message())
         self._closing = True
-        self._outbox.put_nowait(None)
-        if self._writer is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(self._writer), 5)
+        await self._out.drain(5)
         await self._close_socket(1000)
 
     async def transfer(self, target: str | None) -> bool:
@@ -160,7 +147,7 @@ class WebMediaStream:
     # --- what the page sees besides audio --------------------------------------------------
     def caption(self, speaker: Speaker, text: str, final: bool) -> None:
         if not self._closing and self._started and text:
-            self._outbox.put_nowait((caption_message(speaker, text, final), None))
+            self._out.put(caption_message(speaker, text, final))
 
     def sentence_spoken(self, sentence: str) -> None:
         """A bot sentence starts to be synthesized: grow the live caption of this bot turn."""
@@ -183,12 +170,12 @@ class WebMediaStream:
     def _set_state(self, state: State) -> None:
         if state != self._state and not self._closing and self._started:
             self._state = state
-            self._outbox.put_nowait((state_message(state), None))
+            self._out.put(state_message(state))
 
     # --- the receive loop ------------------------------------------------------------------
     async def run(self) -> None:
         await self._ws.accept()
-        self._writer = asyncio.create_task(self._write_loop(), name=f"web-writer-{self.call_id}")
+        self._out.start()
         reason = "disconnected"
         try:
             reason = await self._receive_loop()
@@ -266,16 +253,13 @@ class WebMediaStream:
         session = await self._factory(start, self)
         if session is None:
             self._log.warning("web call refused at start")
-            self._outbox.put_nowait((error_message(MSG_BUSY), None))
+            self._out.put(error_message(MSG_BUSY))
             self._closing = True
-            self._outbox.put_nowait(None)
-            if self._writer is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(asyncio.shield(self._writer), 2)
+            await self._out.drain(2)
             await self._close_socket(1013)
             return "refused"
         self._session = session
-        self._outbox.put_nowait((started_message(self.call_id), None))
+        self._out.put(started_message(self.call_id))
         self._set_state("escuchando")
         await session.start(self.accepted_at)
         return None
@@ -292,42 +276,15 @@ class WebMediaStream:
         return False
 
     # --- sending ---------------------------------------------------------------------------
-    async def _write_loop(self) -> None:
-        ws = self._ws
-        while True:
-            item = await self._outbox.get()
-            if item is None:
-                return
-            payload, on_sent = item
-            if ws.application_state != WebSocketState.CONNECTED:
-                return
-            try:
-                if isinstance(payload, bytes):
-                    await ws.send_bytes(payload)
-                else:
-                    await ws.send_text(payload)
-            except Exception:  # the page is gone; the receive loop will notice
-                return
-            if on_sent is not None:
-                on_sent(time.monotonic())
-
     async def _close_socket(self, code: int) -> None:
         self._closing = True
-        if self._ws.application_state == WebSocketState.CONNECTED:
-            with contextlib.suppress(Exception):
-                await self._ws.close(code)
+        await self._out.close(code)
 
     async def _shutdown(self, reason: str) -> None:
         self._closing = True
         if self._session is not None:
             await self._session.close(reason)
-        if self._writer is not None:
-            self._outbox.put_nowait(None)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._writer, 2)
-            if not self._writer.done():
-                self._writer.cancel()
-        await self._close_socket(1000 if reason != "protocol-error" else 1008)
+        await self._out.shutdown(1000 if reason != "protocol-error" else 1008)
 
     def describe(self) -> dict[str, Any]:
         return {"call_id": self.call_id, "bad": self._bad, "state": self._state}
