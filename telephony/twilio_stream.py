@@ -20,6 +20,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from pipeline.metrics import PipelineMetrics
 from telephony.audio_codec import StreamResampler, mulaw_to_pcm16
+from telephony.bad_messages import BadMessages
 from telephony.twilio_protocol import (
     Connected,
     Dtmf,
@@ -82,7 +83,6 @@ class TwilioMediaStream:
         self._ws = ws
         self._rate = pipeline_rate
         self._max_bytes = max_message_bytes
-        self._max_bad = max_bad_messages
         self._metrics = metrics
         self._factory = session_factory
         self._transfer_handler = transfer_handler
@@ -92,12 +92,12 @@ class TwilioMediaStream:
         self._start: Start | None = None
         self.stream_sid: str | None = None
         self.call_sid: str | None = None
-        self._bad = 0
         self._next_ts: int | None = None
         self._closing = False
         self._log: logging.LoggerAdapter[logging.Logger] = logging.LoggerAdapter(
             log, {"call_id": "-"}
         )
+        self._bad = BadMessages("twilio", max_bad_messages, metrics, self._log)
         self.accepted_at = time.monotonic()
 
     # --- AudioSink -------------------------------------------------------------------------
@@ -204,6 +204,7 @@ class TwilioMediaStream:
             self._bad_message("second start on one stream", "start")
             return None
         self._log = logging.LoggerAdapter(log, {"call_id": start.call_sid})
+        self._bad.log = self._log
         self._start = start
         self.stream_sid = start.stream_sid
         self.call_sid = start.call_sid
@@ -227,15 +228,7 @@ class TwilioMediaStream:
         return True
 
     def _bad_message(self, reason: str, event: str) -> bool:
-        """Log and count; True when the stream has misbehaved enough to be closed."""
-        self._bad += 1
-        self._metrics.bad_messages_total.labels("twilio", event[:20]).inc()
-        if self._bad <= 10 or self._bad % 100 == 0:
-            self._log.warning("ignored message: %s", reason)
-        if self._bad > self._max_bad:
-            self._log.error("closing stream after %d bad messages", self._bad)
-            return True
-        return False
+        return self._bad.record(reason, event)
 
     # --- sending ---------------------------------------------------------------------------
     async def _close_socket(self, code: int) -> None:
@@ -249,4 +242,4 @@ class TwilioMediaStream:
         await self._out.shutdown(1000 if reason != "protocol-error" else 1008)
 
     def describe(self) -> dict[str, Any]:
-        return {"call_sid": self.call_sid, "stream_sid": self.stream_sid, "bad": self._bad}
+        return {"call_sid": self.call_sid, "stream_sid": self.stream_sid, "bad": self._bad.count}

@@ -26,6 +26,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from pipeline.metrics import PipelineMetrics
 from pipeline.records import CallInfo, TurnRecord
 from telephony.audio_codec import StreamResampler
+from telephony.bad_messages import BadMessages
 from telephony.web_protocol import (
     WIRE_RATE,
     Audio,
@@ -68,7 +69,6 @@ class SessionLike(Protocol):
 WebSessionFactory = Callable[[StartRequest, "WebMediaStream"], Awaitable["SessionLike | None"]]
 
 
-
 def new_call_id() -> str:
     return "web-" + secrets.token_hex(8)
 
@@ -94,7 +94,6 @@ class WebMediaStream:
         self._ws = ws
         self._max_frame = max_frame_bytes
         self._max_rate = max_messages_per_s
-        self._max_bad = max_bad_messages
         self._metrics = metrics
         self._factory = session_factory
         self.call_id = call_id or new_call_id()
@@ -102,7 +101,6 @@ class WebMediaStream:
         self._out = WebSocketOutbox(ws, f"web-writer-{self.call_id}")
         self._session: SessionLike | None = None
         self._started = False
-        self._bad = 0
         self._window_start = 0.0
         self._window_count = 0
         self._closing = False
@@ -110,6 +108,7 @@ class WebMediaStream:
         self._last_mark: str | None = None  # the newest audio mark sent and not yet played
         self._bot_caption = ""
         self._log = logging.LoggerAdapter(log, {"call_id": self.call_id})
+        self._bad = BadMessages("web", max_bad_messages, metrics, self._log)
         self.accepted_at = time.monotonic()
 
     # --- AudioSink -------------------------------------------------------------------------
@@ -265,15 +264,7 @@ class WebMediaStream:
         return None
 
     def _bad_message(self, reason: str, kind: str) -> bool:
-        """Log and count; True when the stream has misbehaved enough to be closed."""
-        self._bad += 1
-        self._metrics.bad_messages_total.labels("web", kind[:20]).inc()
-        if self._bad <= 10 or self._bad % 100 == 0:
-            self._log.warning("ignored message: %s", reason)
-        if self._bad > self._max_bad:
-            self._log.error("closing web stream after %d bad messages", self._bad)
-            return True
-        return False
+        return self._bad.record(reason, kind)
 
     # --- sending ---------------------------------------------------------------------------
     async def _close_socket(self, code: int) -> None:
@@ -287,7 +278,7 @@ class WebMediaStream:
         await self._out.shutdown(1000 if reason != "protocol-error" else 1008)
 
     def describe(self) -> dict[str, Any]:
-        return {"call_id": self.call_id, "bad": self._bad, "state": self._state}
+        return {"call_id": self.call_id, "bad": self._bad.count, "state": self._state}
 
 
 # --- taps that feed the captions --------------------------------------------------------------
