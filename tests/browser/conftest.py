@@ -179,9 +179,9 @@ def bg() -> Iterator[BackgroundLoop]:
 # --- the browser ------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    """The system Chromium under Playwright, one per test module."""
+@contextlib.contextmanager
+def launch_chromium(extra_args: list[str] | None = None, timeout_ms: int = 15_000) -> Iterator[Any]:
+    """The system Chromium under Playwright (skips the test when either is missing)."""
     if not CHROMIUM.exists():
         pytest.skip(
             f"{CHROMIUM} is missing: browser tests skipped (run scripts/install_browser.sh)"
@@ -191,15 +191,24 @@ def chromium() -> Iterator[Any]:
     except ImportError:
         pytest.skip("the playwright package is not installed: browser tests skipped")
     # Assertions wait for the page (never a fixed sleep); generous for a busy 2-core machine.
-    expect.set_options(timeout=15_000)
+    expect.set_options(timeout=timeout_ms)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+            executable_path=str(CHROMIUM),
+            args=CHROMIUM_ARGS + list(extra_args or []),
+            headless=True,
         )
         try:
             yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    """The system Chromium under Playwright, one per test module."""
+    with launch_chromium() as browser:
+        yield browser
 
 
 class Browser:

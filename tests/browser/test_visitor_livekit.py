@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, BackgroundLoop, Browser
+from tests.browser.conftest import BackgroundLoop, Browser, launch_chromium
 from tests.fake_livekit_twirp import FakeLiveKitTwirp
 from tests.integration.conftest import LiveServer, instant_engines
 
@@ -97,25 +97,13 @@ EMIT_AGENT_AUDIO = """
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
     """System Chromium with Chromium's fake microphone (a beep), granted without a prompt."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: browser tests skipped")
-    try:
-        from playwright.sync_api import expect, sync_playwright
-    except ImportError:
-        pytest.skip("the playwright package is not installed: browser tests skipped")
-    expect.set_options(timeout=20_000)
-    args = [
-        *CHROMIUM_ARGS,
+    fake_mic = [
         "--use-fake-ui-for-media-stream",
         "--use-fake-device-for-media-stream",
         "--autoplay-policy=no-user-gesture-required",
     ]
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=args, headless=True)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with launch_chromium(fake_mic, timeout_ms=20_000) as browser:
+        yield browser
 
 
 @pytest.fixture

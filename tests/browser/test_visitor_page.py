@@ -16,7 +16,7 @@ import pytest
 
 from app import routes_web
 from bench.browser_latency import ANSWER_WORDS, fake_mic_args, question_wav, stats, visitor_call
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, Browser
+from tests.browser.conftest import Browser, launch_chromium
 from tests.integration.conftest import LiveServer, instant_engines
 
 MSG_MIC = "No pudimos usar su micrófono"
@@ -38,23 +38,8 @@ def question(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def chromium(question: Path) -> Iterator[Any]:
     """The system Chromium with a fake microphone playing ``question`` (overrides conftest's)."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: browser tests skipped")
-    try:
-        from playwright.sync_api import expect, sync_playwright
-    except ImportError:
-        pytest.skip("the playwright package is not installed: browser tests skipped")
-    expect.set_options(timeout=20_000)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=CHROMIUM_ARGS + fake_mic_args(question),
-            headless=True,
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with launch_chromium(fake_mic_args(question), timeout_ms=20_000) as browser:
+        yield browser
 
 
 def test_visitor_asks_and_hears_the_answer(
