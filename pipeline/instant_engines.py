@@ -10,10 +10,15 @@ import asyncio
 import math
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from pipeline.brain.base import BrainOutput, CallContext, TextChunk, UserInput
 from pipeline.engines import Transcript
+
+if TYPE_CHECKING:
+    from pipeline.session import Engines
 
 
 class EnergyVadStream:
@@ -26,7 +31,7 @@ class EnergyVadStream:
         self._span = max(ceiling - floor, 1e-6)
 
     def probability(self, window: np.ndarray) -> float:
-        rms = float(np.sqrt(np.mean(np.square(window, dtype=np.float32))))
+        rms = math.sqrt(float(np.dot(window, window)) / max(len(window), 1))
         return min(max((rms - self._floor) / self._span, 0.0), 1.0)
 
     def reset(self) -> None:
@@ -97,3 +102,32 @@ class ToneTTS:
         for start in range(0, total, step):
             yield self._tone(min(step, total - start), sample_rate)
             await asyncio.sleep(0)
+
+
+BENCH_GREETING = "Punto Ciudadano, buenas tardes. ¿En qué le puedo ayudar?"
+BENCH_REPLY = (
+    "Nuestras oficinas abren de lunes a viernes, de ocho de la mañana a cuatro de la tarde."
+)
+
+
+class FixedBrain:
+    """Always the same greeting and the same reply: the brain's cost taken out of a bench."""
+
+    name = "fixed"
+
+    def __init__(self, greeting: str = BENCH_GREETING, reply: str = BENCH_REPLY) -> None:
+        self._greeting = greeting
+        self._reply = reply
+
+    async def greeting(self, ctx: CallContext) -> str:
+        return self._greeting
+
+    async def respond(self, ctx: CallContext, user: UserInput) -> AsyncIterator[BrainOutput]:
+        yield TextChunk(self._reply)
+
+
+def instant_engine_set() -> Engines:
+    """Every engine instant: what ``TAINA_ENGINE_MODE=instant`` serves (load bench only)."""
+    from pipeline.session import Engines
+
+    return Engines(vad=EnergyVad(), stt=FixedSTT(), tts=ToneTTS(), brain=FixedBrain())

@@ -36,6 +36,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 
 from telephony.audio_codec import mulaw_to_pcm16
 from telephony.simulator_audio import (
+    FRAME_BYTES,
     FRAME_MS,
     FRAME_S,
     SAMPLE_RATE,
@@ -101,6 +102,9 @@ class CallOptions:
     reply_quiet_ms: int = 700  # bot silence that ends its turn
     pause_ms: int = 600  # the caller's natural pause before talking again
     inject: list[str | bytes] = field(default_factory=list)  # raw frames sent after `start`
+    # Utterance text -> rendered mu-law, shared between calls (the load bench renders each
+    # sentence once for hundreds of callers); filled as a side effect when given.
+    rendered: dict[str, bytes] | None = None
     progress: Callable[[str], None] | None = None
 
     def script(self) -> list[Step]:
@@ -127,6 +131,9 @@ class TurnResult:
     bot_text: str | None = None  # transcript of what was played (None: not transcribed)
     interrupted: bool = False  # a `clear` flushed part of this reply
     answered: bool = False
+    # 20 ms slots inside this reply when the earpiece had nothing to play although more of
+    # the reply came later: the audio arrived late, and the caller heard a hole.
+    gap_frames: int = 0
 
 
 @dataclass
@@ -150,6 +157,7 @@ class CallResult:
     max_frame_lag_ms: float = 0.0
     protocol_errors: int = 0  # server messages that were not valid Twilio messages
     unplayed_ms_at_hangup: float = 0.0  # bot audio still buffered when the server hung up
+    dial_to_greeting_ms: float | None = None  # webhook POST sent -> first greeting audio
     steps_skipped: int = 0
     out: str | None = None
     warnings: list[str] = field(default_factory=list)
@@ -280,6 +288,9 @@ class _BotTrack:
     audible_bytes: int = 0
     played: bytearray = field(default_factory=bytearray)  # mu-law as played
     interrupted: bool = False
+    last_tick: int | None = None  # last earpiece tick that played this turn's audio
+    ended_short: bool = False  # that tick ran out of audio before the frame was full
+    gap_frames: int = 0
 
 
 @dataclass
@@ -326,6 +337,7 @@ class _Call:
         self._rec_caller = bytearray()
         self._rec_bot = bytearray()
         self._loop = asyncio.get_running_loop()
+        self._dialed_at: float | None = None
 
     # -- helpers ------------------------------------------------------------------------------
     def _say(self, message: str) -> None:
@@ -412,12 +424,15 @@ class _Call:
                     audio = await asyncio.to_thread(load_wav_as_ulaw8k, st.step.value)
                 except Exception as exc:  # OSError, EOFError, wave.Error, audioop.error
                     raise _CallError(f"no se pudo leer {st.step.value}: {exc}") from exc
+                st.audio = await asyncio.to_thread(trim_silence, audio)
+            elif self.o.rendered is not None and st.step.value in self.o.rendered:
+                st.audio = self.o.rendered[st.step.value]
             else:
                 if tts is None:
                     tts = _make_tts()
-                pcm = await tts.synthesize_all(st.step.value, SAMPLE_RATE)
-                audio = await asyncio.to_thread(pcm16_to_ulaw8k, pcm, SAMPLE_RATE)
-            st.audio = await asyncio.to_thread(trim_silence, audio)
+                st.audio = await render_speech(tts, st.step.value)
+                if self.o.rendered is not None:
+                    self.o.rendered[st.step.value] = st.audio
             if not st.audio:
                 raise _CallError(f"sin audio que decir para {st.step.value!r}")
 
@@ -531,14 +546,21 @@ class _Call:
             await self._echo_mark(name)
         for tag, piece in played.pieces:
             track = self._track(tag)
+            if track.last_tick is not None and track.last_tick != n:
+                track.gap_frames += n - track.last_tick - 1 + int(track.ended_short)
+            track.last_tick = n
+            track.ended_short = False
             track.played += piece
             if is_audible(piece):
                 if track.first_played is None:
                     track.first_played = now
                 track.audible_bytes += len(piece)
                 track.last_audible_end = self._last_audible_end = now + FRAME_S
-        self._rec_caller += frame
-        self._rec_bot += played.frame
+        if played.pieces and played.audio_bytes < FRAME_BYTES:
+            self._track(played.pieces[-1][0]).ended_short = True
+        if self.o.out:  # the stereo recording is only kept when it will be written
+            self._rec_caller += frame
+            self._rec_bot += played.frame
         self._pulse()
         return True
 
@@ -684,6 +706,7 @@ class _Call:
         async with httpx.AsyncClient(timeout=self.o.timeout_s, trust_env=False) as http:
             try:
                 self._say(f"Llamando a {self.server}{WEBHOOK_PATH} ({self.call_sid})…")
+                self._dialed_at = self._loop.time()
                 twiml = await self._webhook(http)
                 self.result.custom_parameters = dict(twiml.parameters)
                 self.ws = await self._open_stream(twiml)
@@ -765,6 +788,8 @@ class _Call:
         greeting = self.tracks.get(GREETING)
         if greeting is not None and greeting.first_received is not None:
             r.greeting = self._turn("greeting", None, None, None, greeting)
+            if self._dialed_at is not None:
+                r.dial_to_greeting_ms = round((greeting.first_received - self._dialed_at) * 1000, 1)
         for i, st in enumerate(self.steps):
             if st.speech_end is None:
                 continue
@@ -805,6 +830,7 @@ class _Call:
         turn.bot_end_ms = self._ms(track.last_audible_end)
         turn.bot_audio_ms = track.audible_bytes / 8
         turn.interrupted = track.interrupted
+        turn.gap_frames = track.gap_frames
         turn.answered = track.first_received is not None
         reference = end if end is not None else self.t0
         if track.first_received is not None:
@@ -855,6 +881,19 @@ def _said_label(step: Step) -> str:
     if step.kind == "dtmf":
         return f"[DTMF {step.value}]"
     return step.value
+
+
+async def render_speech(tts: Any, text: str) -> bytes:
+    """The caller's voice saying ``text``: 8 kHz mu-law, silence trimmed at both ends."""
+    pcm = await tts.synthesize_all(text, SAMPLE_RATE)
+    audio = await asyncio.to_thread(pcm16_to_ulaw8k, pcm, SAMPLE_RATE)
+    return await asyncio.to_thread(trim_silence, audio)
+
+
+async def render_utterances(texts: list[str]) -> dict[str, bytes]:
+    """Render each text once (for ``CallOptions.rendered``, shared by many callers)."""
+    tts = _make_tts()
+    return {text: await render_speech(tts, text) for text in dict.fromkeys(texts)}
 
 
 def _make_tts() -> Any:
