@@ -53,6 +53,11 @@ from pipeline.turn_taking import TurnConfig, TurnDetector, TurnEvent, UtteranceB
 
 log = logging.getLogger("taina.session")
 
+DTMF_KEYS = frozenset("0123456789*#ABCD")
+# One keypad entry (a cédula is 11 digits); more keys before # or the pause are dropped, so a
+# flood cannot become one huge turn (stored, and sent to the brain).
+MAX_DTMF_DIGITS = 32
+
 SORRY_NOT_UNDERSTOOD = "Disculpe, no le entendí bien. ¿Me lo puede repetir, por favor?"
 SORRY_PROBLEM = "Disculpe, tuve un inconveniente. ¿Me puede repetir su consulta, por favor?"
 SORRY_NO_TRANSFER = (
@@ -177,6 +182,7 @@ class CallSession:
         self._seq = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
+        self._ending = False  # a final notice is playing: the caller's input is ignored
         self.end_reason: str | None = None
         # Set just before the bot hangs up or transfers, so the transport's own close (the
         # socket going away as a consequence) cannot be mistaken for the caller hanging up.
@@ -243,7 +249,11 @@ class CallSession:
             self._dtmf_timer.cancel()
         current = asyncio.current_task()
         if self._bot_turn is not None:
-            self._finish_bot_turn(interrupted=self._playout.speaking)
+            # A reply still being produced was cut short even when every chunk sent so far
+            # has played (the caller hung up between two chunks of a sentence).
+            reply = self._reply_task
+            cut_short = reply is not None and reply is not current and not reply.done()
+            self._finish_bot_turn(interrupted=self._playout.speaking or cut_short)
         others = [t for t in self._tasks if t is not current and not t.done()]
         for task in others:
             task.cancel()
@@ -265,11 +275,43 @@ class CallSession:
     def is_closed(self) -> bool:
         return self._closed
 
+    async def end_with_notice(self, text: str, reason: str, timeout_s: float = 15.0) -> None:
+        """Stop whatever the bot is doing, say ``text``, hang up and close with ``reason``.
+
+        For endings the caller did not choose (the server shutting down): they hear why
+        instead of a dead line. The caller's input is ignored from now on, so the notice
+        cannot be barged into; after ``timeout_s`` (a phone that never echoes marks) the
+        call is hung up regardless."""
+        if self._closed or self._ending:
+            return
+        self._ending = True
+        self._final_reason = reason
+        task, self._reply_task = self._reply_task, None
+        if task is not None and not task.done():
+            if self._playout.speaking:
+                self._sink.clear()
+            self._playout_flush_and_finish()
+            task.cancel()
+
+        async def notice() -> None:
+            await self._speak(_single(TextChunk(text)), time.monotonic(), {}, kind="notice")
+            await asyncio.sleep(0.2)  # the last syllable leaves the phone's jitter buffer
+            await self._sink.hangup()
+            await self.close(reason)
+
+        self._reply_task = self._spawn(notice(), "notice")
+        try:
+            await asyncio.wait_for(self.closed.wait(), timeout_s)
+        except TimeoutError:
+            self._log.warning("final notice not heard within %.0f s; hanging up", timeout_s)
+            await self._sink.hangup()
+            await self.close(reason)
+
     # --- input from the transport ------------------------------------------------------------
     def feed_audio(self, pcm16: bytes, wire: bytes | None = None) -> None:
         """``pcm16`` at the pipeline rate for VAD; ``wire`` is the same audio as it came off
         the wire, passed on untouched to a live transcriber that accepts that format."""
-        if self._closed:
+        if self._closed or self._ending:
             return
         if self._live is not None:
             self._live.send(wire if self._live_wire and wire is not None else pcm16)
@@ -295,12 +337,14 @@ class CallSession:
                 self._barge_in()
 
     def feed_dtmf(self, digit: str) -> None:
-        if self._closed:
+        if self._closed or self._ending or digit not in DTMF_KEYS or len(digit) != 1:
             return
         if self._reply_task is not None and not self._reply_task.done():
             self._barge_in()
         if digit == "#":
             self._fire_dtmf()
+            return
+        if len(self._dtmf) >= MAX_DTMF_DIGITS:  # a flood: the entry ends at # or the pause
             return
         self._dtmf += digit
         if self._dtmf_timer:
@@ -536,6 +580,9 @@ class CallSession:
                             turn.timings["brain_first_text_ms"] = dt * 1000
                             self._metrics.stage_seconds.labels("brain_first_text").observe(dt)
                         for sentence in splitter.push(out.text):
+                            if "brain_first_sentence_ms" not in turn.timings:
+                                ms = (time.monotonic() - brain_t0) * 1000
+                                turn.timings["brain_first_sentence_ms"] = ms
                             sentences.put_nowait(sentence)
                     elif isinstance(out, ToolEvent):
                         turn.tools.append(
@@ -544,6 +591,9 @@ class CallSession:
                     elif isinstance(out, EndCall | Transfer):
                         actions.append(out)
                 for sentence in splitter.flush():
+                    if "brain_first_sentence_ms" not in turn.timings:
+                        ms = (time.monotonic() - brain_t0) * 1000
+                        turn.timings["brain_first_sentence_ms"] = ms
                     sentences.put_nowait(sentence)
             finally:
                 sentences.put_nowait(None)
@@ -632,6 +682,10 @@ class CallSession:
                 self._metrics.greeting_seconds.observe(latency)
             elif turn.kind == "reply":
                 self._metrics.turn_latency_seconds.observe(latency)
+                overhead_ms = pipeline_overhead_ms(turn.timings)
+                if overhead_ms is not None:
+                    turn.timings["overhead_ms"] = overhead_ms
+                    self._metrics.stage_seconds.labels("overhead").observe(overhead_ms / 1000)
 
         return on_sent
 
@@ -715,6 +769,18 @@ class CallSession:
 
 async def _single(item: BrainOutput) -> AsyncIterator[BrainOutput]:
     yield item
+
+
+def pipeline_overhead_ms(timings: dict[str, float]) -> float | None:
+    """End of turn → first byte on the wire, minus the time spent waiting for engines
+    (STT after the turn ended, the brain's first sentence, TTS's first audio): what TAINA's
+    own plumbing costs a turn. None when a stage is missing (e.g. an interrupted reply)."""
+    try:
+        total = timings["first_byte_ms"] - timings["endpoint_ms"]
+        engines = timings["brain_first_sentence_ms"] + timings["tts_first_audio_ms"]
+    except KeyError:
+        return None
+    return max(total - engines - timings.get("stt_wait_ms", 0.0), 0.0)
 
 
 def _now() -> datetime:
