@@ -6,7 +6,17 @@ import re
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    bindparam,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
 
 from app.storage._sql import contains_ci, upsert
 from app.storage.database import Database
@@ -33,9 +43,35 @@ def phone_filter(column: Any, phone: str) -> ColumnElement[bool]:
     return stripped.like(f"%{digits}")
 
 
+_TURN_COLUMNS = (
+    "speaker",
+    "text",
+    "heard_text",
+    "interrupted",
+    "started_at",
+    "ended_at",
+    "timings",
+    "tools",
+    "dtmf",
+)
+_CALL_ID = select(Call.id).where(Call.call_sid == bindparam("sid"))
+
+
 class CallRepository:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._turn_upsert: Any = None
+
+    def _turn_statement(self) -> Any:
+        """Built once: constructing an upsert (its ``excluded`` columns) costs more CPU than
+        running it, and every turn of every call goes through here."""
+        if self._turn_upsert is None:
+            stmt = upsert(self.db, Turn)
+            self._turn_upsert = stmt.on_conflict_do_update(
+                index_elements=["call_id", "seq"],
+                set_={c: stmt.excluded[c] for c in _TURN_COLUMNS},
+            )
+        return self._turn_upsert
 
     # --- writes (all idempotent: the recorder may retry them) ---------------------------------
 
@@ -83,15 +119,10 @@ class CallRepository:
             "dtmf": turn.dtmf,
         }
         async with self.db.session(write=True) as s:
-            call_id = await s.scalar(select(Call.id).where(Call.call_sid == call_sid))
+            call_id = await s.scalar(_CALL_ID, {"sid": call_sid})
             if call_id is None:
                 raise UnknownCall(call_sid)
-            stmt = upsert(self.db, Turn).values(call_id=call_id, seq=turn.seq, **values)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["call_id", "seq"],
-                set_={c: stmt.excluded[c] for c in values},
-            )
-            await s.execute(stmt)
+            await s.execute(self._turn_statement(), {"call_id": call_id, "seq": turn.seq, **values})
 
     async def end_call(
         self,
