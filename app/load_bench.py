@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import secrets
@@ -233,7 +234,7 @@ async def run_level(
     server: ServerProcess | None,
     base: str,
     token: str | None,
-    progress: Any = print,
+    progress: Any = None,
 ) -> dict[str, Any]:
     """``calls`` callers started evenly over ``ramp_s``; every one talks ``turns`` times."""
     active = _Active()
@@ -281,7 +282,7 @@ async def run_level(
             "turns_recorded": len(timings),
         }
         level["samples"] = [asdict(s) for s in samples]
-    progress(_level_line(level))
+    (progress or _say)(_level_line(level))
     return level
 
 
@@ -304,6 +305,10 @@ def _level_line(level: dict[str, Any]) -> str:
     return line
 
 
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
 # --- the whole run ------------------------------------------------------------------------------
 
 
@@ -321,10 +326,11 @@ async def _warm_up(base: str, token: str | None, rendered: dict[str, bytes]) -> 
     )
 
 
-async def run_bench(cfg: BenchConfig, progress: Any = print) -> dict[str, Any]:
+async def run_bench(cfg: BenchConfig, progress: Any = _say) -> dict[str, Any]:
     if cfg.client_cpus:
         os.sched_setaffinity(0, cfg.client_cpus)
     rendered = await render_utterances(list(cfg.utterances))
+    gc.freeze()  # the callers' 20 ms clocks must not wait on collections of setup objects
     levels: list[dict[str, Any]] = []
     for calls in cfg.levels:
         if cfg.url:

@@ -78,6 +78,7 @@ def _sweep(axes: Any, levels: list[dict[str, Any]], report: dict[str, Any]) -> N
     )
     ax2.set_ylabel("pipeline overhead p50, ms")
     ax.set(title="Late 20 ms bot frames, failed calls", xlabel="concurrent calls", ylabel="count")
+    ax.set_ylim(bottom=0, top=max(1, *(v or 0 for v in ax.get_ylim())))
     ax.legend(loc="upper left")
     ax2.legend(loc="upper right")
 

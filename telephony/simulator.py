@@ -38,12 +38,12 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 
 from telephony.audio_codec import mulaw_to_pcm16
 from telephony.simulator_audio import (
-    FRAME_BYTES,
     FRAME_MS,
     FRAME_S,
     SAMPLE_RATE,
     CallerVoice,
     FrameClock,
+    GapCounter,
     PlaybackBuffer,
     is_audible,
     load_wav_as_ulaw8k,
@@ -290,9 +290,6 @@ class _BotTrack:
     audible_bytes: int = 0
     played: bytearray = field(default_factory=bytearray)  # mu-law as played
     interrupted: bool = False
-    last_tick: int | None = None  # last earpiece tick that played this turn's audio
-    ended_short: bool = False  # that tick ran out of audio before the frame was full
-    gap_frames: int = 0
 
 
 @dataclass
@@ -322,6 +319,7 @@ class _Call:
         )
         self.steps = [_StepState(s) for s in options.script()]
         self.playback = PlaybackBuffer()
+        self.gaps = GapCounter()
         self.voice = CallerVoice()
         self.clock: FrameClock | None = None
         self.tracks: dict[int, _BotTrack] = {}
@@ -556,18 +554,13 @@ class _Call:
             await self._echo_mark(name)
         for tag, piece in played.pieces:
             track = self._track(tag)
-            if track.last_tick is not None and track.last_tick != n:
-                track.gap_frames += n - track.last_tick - 1 + int(track.ended_short)
-            track.last_tick = n
-            track.ended_short = False
             track.played += piece
             if is_audible(piece):
                 if track.first_played is None:
                     track.first_played = now
                 track.audible_bytes += len(piece)
                 track.last_audible_end = self._last_audible_end = now + FRAME_S
-        if played.pieces and played.audio_bytes < FRAME_BYTES:
-            self._track(played.pieces[-1][0]).ended_short = True
+        self.gaps.tick(n, played)
         if self.o.out:  # the stereo recording is only kept when it will be written
             self._rec_caller += frame
             self._rec_bot += played.frame
@@ -799,7 +792,7 @@ class _Call:
             r.max_frame_lag_ms = round(self.clock.max_lag_s * 1000, 1)
         greeting = self.tracks.get(GREETING)
         if greeting is not None and greeting.first_received is not None:
-            r.greeting = self._turn("greeting", None, None, None, greeting)
+            r.greeting = self._turn("greeting", None, None, None, GREETING)
             if self._dialed_at is not None:
                 r.dial_to_greeting_ms = round((greeting.first_received - self._dialed_at) * 1000, 1)
         for i, st in enumerate(self.steps):
@@ -810,7 +803,7 @@ class _Call:
                 _said_label(st.step),
                 st.speech_start,
                 st.speech_end,
-                self.tracks.get(i),
+                i,
             )
             r.turns.append(turn)
         if self.o.out:
@@ -830,19 +823,20 @@ class _Call:
         said: str | None,
         start: float | None,
         end: float | None,
-        track: _BotTrack | None,
+        tag: int,
     ) -> TurnResult:
+        track = self.tracks.get(tag)
         turn = TurnResult(
             kind=kind, said=said, speech_start_ms=self._ms(start), speech_end_ms=self._ms(end)
         )
         if track is None:
             return turn
+        turn.gap_frames = self.gaps.frames.get(tag, 0)
         turn.bot_first_received_ms = self._ms(track.first_received)
         turn.bot_first_played_ms = self._ms(track.first_played)
         turn.bot_end_ms = self._ms(track.last_audible_end)
         turn.bot_audio_ms = track.audible_bytes / 8
         turn.interrupted = track.interrupted
-        turn.gap_frames = track.gap_frames
         turn.answered = track.first_received is not None
         reference = end if end is not None else self.t0
         if track.first_received is not None:

@@ -231,6 +231,32 @@ class PlaybackBuffer:
         return due
 
 
+class GapCounter:
+    """Holes the caller hears inside a bot turn: 20 ms slots when the earpiece had nothing
+    left to play although more of the same turn arrived later (the server sent it late).
+
+    Pauses that are part of the audio (silence the TTS produced) are not holes: they arrive as
+    bytes and play. A tick that ran dry part-way through its frame counts as one hole once
+    the turn resumes; the end of a turn is not a hole.
+    """
+
+    def __init__(self) -> None:
+        self.frames: dict[Tag, int] = {}  # hole frames per turn tag
+        self._last: dict[Tag, int] = {}  # last tick that played the tag's audio
+        self._short: Tag | None = None  # tag whose audio ran out part-way through a tick
+
+    def tick(self, n: int, played: PlayedFrame) -> None:
+        for tag, _ in played.pieces:
+            last = self._last.get(tag)
+            if last is not None and last != n:
+                holes = n - last - 1 + (1 if self._short == tag else 0)
+                if holes:
+                    self.frames[tag] = self.frames.get(tag, 0) + holes
+            self._last[tag] = n
+        if played.pieces:
+            self._short = played.pieces[-1][0] if played.audio_bytes < FRAME_BYTES else None
+
+
 # --- audio files ---------------------------------------------------------------------------------
 
 

@@ -39,6 +39,7 @@ from telephony.simulator_audio import (
     SILENCE_FRAME,
     CallerVoice,
     FrameClock,
+    GapCounter,
     PlaybackBuffer,
     load_wav_as_ulaw8k,
     trim_silence,
@@ -125,6 +126,40 @@ def test_played_bytes_are_attributed_to_the_turn_that_sent_them() -> None:
     assert [(tag, len(piece)) for tag, piece in frame.pieces] == [("greeting", 100), (0, 60)]
     assert frame.frame == b"\x01" * 100 + b"\x02" * 60
     assert [(tag, len(piece)) for tag, piece in pb.tick().pieces] == [(0, 40)]
+
+
+def _play(pb: PlaybackBuffer, gaps: GapCounter, ticks: range) -> None:
+    for n in ticks:
+        gaps.tick(n, pb.tick())
+
+
+def test_audio_that_arrives_in_time_leaves_no_hole() -> None:
+    pb, gaps = PlaybackBuffer(), GapCounter()
+    pb.feed(b"\x01" * 400, tag=0)  # 2.5 frames
+    _play(pb, gaps, range(2))
+    pb.feed(b"\x01" * 400, tag=0)  # the rest arrives before the buffer ran dry
+    _play(pb, gaps, range(2, 8))
+    assert gaps.frames == {}
+
+
+def test_late_audio_counts_the_silent_slots_the_caller_heard() -> None:
+    pb, gaps = PlaybackBuffer(), GapCounter()
+    pb.feed(b"\x01" * 320, tag=0)  # 2 whole frames
+    _play(pb, gaps, range(5))  # ticks 2, 3, 4 play nothing: the server is late
+    pb.feed(b"\x01" * 320, tag=0)
+    _play(pb, gaps, range(5, 8))
+    assert gaps.frames == {0: 3}
+
+
+def test_a_frame_cut_short_then_resumed_is_one_hole_and_the_end_of_a_turn_is_none() -> None:
+    pb, gaps = PlaybackBuffer(), GapCounter()
+    pb.feed(b"\x01" * 240, tag=0)  # 1.5 frames: tick 1 runs dry half way
+    _play(pb, gaps, range(2))
+    pb.feed(b"\x01" * 160, tag=0)
+    _play(pb, gaps, range(2, 6))  # resumes at tick 2; ends part-way: not a hole
+    pb.feed(b"\x02" * 160, tag=1)  # the next turn starting later is not a hole either
+    _play(pb, gaps, range(9, 11))
+    assert gaps.frames == {0: 1}
 
 
 # --- clock and microphone --------------------------------------------------------------------
