@@ -49,17 +49,19 @@ def twilio_session_factory(services: Services, clock: WebhookClock):
             caller_number=params.get("from") or None,
             started_at=datetime.now(UTC),
         )
-        return CallSession(
+        session = CallSession(
             ctx=ctx,
             sink=sink,
             engines=services.engines,
-            config=services.session_config(),
+            config=services.session_config(services.settings.phone_pipeline_rate),
             observer=services.observer,
             metrics=services.metrics,
             called_number=params.get("to") or None,
             stream_id=start.stream_sid,
             accepted_at=clock.pop(start.call_sid),
         )
+        services.drain.track(session)  # a graceful shutdown sees this call through
+        return session
 
     if services.recordings is not None:
         return with_recording(make, services.recordings)

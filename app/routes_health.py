@@ -1,8 +1,14 @@
-"""Liveness and Prometheus metrics."""
+"""Liveness, readiness and Prometheus metrics.
+
+``/healthz`` is liveness: 200 as long as the process serves (also while it drains, so an
+orchestrator does not kill it mid-drain). ``/readyz`` is readiness: 503 while the server
+drains for a shutdown, so a load balancer stops sending it new calls (app/drain.py).
+"""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 router = APIRouter(tags=["health"])
@@ -14,6 +20,7 @@ async def healthz(request: Request) -> dict[str, object]:
     engines = services.engines
     return {
         "status": "ok",
+        "draining": services.drain.draining,
         "active_calls": services.recent.active,
         "engines": {
             "stt": getattr(engines.stt, "name", type(engines.stt).__name__),
@@ -21,6 +28,20 @@ async def healthz(request: Request) -> dict[str, object]:
             "brain": getattr(engines.brain, "name", type(engines.brain).__name__),
         },
     }
+
+
+@router.get(
+    "/readyz",
+    summary="Readiness: 200 while taking new calls, 503 while draining for a shutdown",
+    responses={503: {"description": "Draining: calls in progress finish, new ones go elsewhere"}},
+)
+async def readyz(request: Request) -> JSONResponse:
+    services = request.app.state.services
+    draining = services.drain.draining
+    return JSONResponse(
+        {"status": "draining" if draining else "ready", "active_calls": services.recent.active},
+        status_code=503 if draining else 200,
+    )
 
 
 @router.get("/metrics", summary="Prometheus metrics")

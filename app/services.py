@@ -7,6 +7,7 @@ before the server accepts calls — never on a caller's time.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from typing import Any
 
 from app.booking import BookingService, build_booking_service, ensure_catalog, keep_slots_fresh
 from app.call_records import StorageObserver
+from app.drain import Drain
 from app.knowledge_files import knowledge_source_dir
 from app.prompts import PromptStore
 from app.providers import build_batch_stt, build_live_stt, build_tts, warm_up_tts
@@ -31,6 +33,7 @@ from pipeline.brain.base import Brain
 from pipeline.brain.office_tools import OfficeTools
 from pipeline.brain.tools import Tools
 from pipeline.engines import SpeechToText, TextToSpeech, VadModel
+from pipeline.instant_engines import instant_engine_set
 from pipeline.metrics import PipelineMetrics
 from pipeline.records import CallObserver, FanOutObserver
 from pipeline.session import Engines, SessionConfig
@@ -59,11 +62,13 @@ class Services:
     prompts: PromptStore
     recorder: CallRecorder
     recordings: Recordings | None = None
+    drain: Drain = field(default_factory=Drain)  # graceful shutdown state (app/drain.py)
     extra_observers: list[CallObserver] = field(default_factory=list)
     closers: list[Callable[[], Awaitable[Any] | Any]] = field(default_factory=list)
 
-    def session_config(self) -> SessionConfig:
-        return session_config_from(self.settings)
+    def session_config(self, sample_rate: int | None = None) -> SessionConfig:
+        config = session_config_from(self.settings)
+        return dataclasses.replace(config, sample_rate=sample_rate) if sample_rate else config
 
     async def aclose(self) -> None:
         """Close in reverse order of creation: the recorder flushes before the database goes."""
@@ -207,6 +212,8 @@ async def build_services(
     metrics = PipelineMetrics.create()
     prompts = PromptStore(db)
 
+    if engines is None and settings.engine_mode == "instant":
+        engines = instant_engine_set()
     if engines is None:
         vad, whisper, espeak = await asyncio.to_thread(load_embedded_engines, settings)
         warm = getattr(whisper, "warm_up", None)

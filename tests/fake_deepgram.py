@@ -17,7 +17,8 @@ connections, so an utterance interrupted by a dropped socket finishes on the nex
 Fault modes: ``refuse`` (HTTP ``refuse_status`` at the upgrade), ``hang_upgrade`` (never
 answers the upgrade), ``stall`` (accepts, reads, never answers), ``drop`` (aborts the TCP
 connection after ``drop_after_bytes`` of audio, for the first ``drop_connections``
-connections), ``garbage`` (non-JSON text, wrong shapes, unknown types and binary frames
+connections; ``after_drop`` is the fault mode from then on, e.g. ``refuse``: the provider died
+and stays down), ``garbage`` (non-JSON text, wrong shapes, unknown types and binary frames
 interleaved with the real messages).
 """
 
@@ -292,6 +293,7 @@ class FakeDeepgram:
         refuse_status: int = 401,
         drop_after_bytes: int = 0,
         drop_connections: int = 1,
+        after_drop: Fault | None = None,
         finalize_reply: bool = True,
         finalize_delay_s: float = 0.0,
         word_ms: int = 150,
@@ -307,6 +309,7 @@ class FakeDeepgram:
         self.refuse_status = refuse_status
         self.drop_after_bytes = drop_after_bytes
         self.drop_connections = drop_connections
+        self.after_drop = after_drop
         self.finalize_reply = finalize_reply
         self.finalize_delay_s = finalize_delay_s
         self._later: set[asyncio.Task[None]] = set()
@@ -433,6 +436,8 @@ class FakeDeepgram:
                         # Gone before this frame was heard: no answer about it was sent.
                         self._dropped += 1
                         conn.closed = "dropped"
+                        if self.after_drop is not None:
+                            self.fault = self.after_drop
                         ws.transport.abort()
                         return
                     conn.frames += 1

@@ -166,7 +166,8 @@ class FakeOpenAI:
         chunks = self._chunks(body, reply, include_usage)
         try:
             if reply.first_token_delay_s:
-                await self._sleep(reply.first_token_delay_s)
+                if not await self._sleep_while_connected(request, reply.first_token_delay_s):
+                    raise ConnectionResetError("the client left before the first token")
             for n, chunk in enumerate(chunks):
                 if reply.drop_after_chunks is not None and n >= reply.drop_after_chunks:
                     assert request.transport is not None
@@ -309,6 +310,20 @@ class FakeOpenAI:
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
             }
         )
+
+    async def _sleep_while_connected(self, request: web.Request, seconds: float) -> bool:
+        """Sleep like ``_sleep``, but return False as soon as the client has gone (a real
+        server notices the closed connection; the abandoned request is counted at once)."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + seconds
+        while (left := end - loop.time()) > 0:
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                return False
+            await self._sleep(min(left, 0.05))
+            if self._closing.is_set():
+                return True
+        return True
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep, but wake up when the server closes so tests never wait on a hung reply."""
