@@ -13,8 +13,11 @@ from app.settings import Settings
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    """Serve until SIGTERM/SIGINT, then drain: calls in progress finish (at most
+    ``drain_timeout_s``), new ones are declined, and the process exits 0 (app/drain.py)."""
     import uvicorn
 
+    from app.drain import DrainingServer
     from app.main import create_app
 
     overrides: dict[str, object] = {}
@@ -26,16 +29,19 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     setup_logging(settings.log_level, settings.log_format)
     _print_banner(settings)
     app = create_app(settings)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         log_config=None,
-        ws_max_size=1024 * 1024,  # Twilio media messages are ~300 bytes; refuse floods early
+        ws_max_size=settings.ws_max_size_bytes,  # larger WS messages: closed with 1009
         ws_ping_interval=20.0,
+        # After the drain, what is left (dashboards' event streams) gets this long.
         timeout_graceful_shutdown=30,
     )
-    return 0
+    server = DrainingServer(config, app, drain_timeout_s=settings.drain_timeout_s)
+    server.run()
+    return 0 if server.started else 3  # 3: uvicorn's "startup failed"
 
 
 def _print_banner(settings: Settings) -> None:
@@ -127,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     knowledge.add_argument("action", choices=["reindex"])
     knowledge.add_argument("--force", action="store_true", help="rebuild even if unchanged")
     knowledge.set_defaults(func=_cmd_knowledge)
+
+    from app.load_bench import add_bench_command
+
+    add_bench_command(sub)
 
     from app.admin_cli import add_admin_commands
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,6 +20,7 @@ from app import (
 )
 from app.api import router as api_router
 from app.auth import token_verifiers
+from app.body_limit import BodyLimitMiddleware, route_limits
 from app.call_factory import WebhookClock
 from app.live_events import LiveObserver, live_events_from_settings
 from app.services import Services, build_services
@@ -49,6 +51,10 @@ def create_app(settings: Settings | None = None, *, engines: Engines | None = No
         ProcessCollector(registry=services.metrics.registry)
         PlatformCollector(registry=services.metrics.registry)
         app.state.services = services
+        # Everything built so far (models, indexes, catalogs) lives as long as the process:
+        # moving it out of the collector's generations keeps full collections — which stop
+        # every call at once — short.
+        gc.freeze()
         log.info(
             "TAINA ready: stt=%s tts=%s brain=%s",
             services.engines.stt.name,
@@ -74,4 +80,9 @@ def create_app(settings: Settings | None = None, *, engines: Engines | None = No
     app.include_router(routes_admin.router)
     app.include_router(routes_livekit.router)
     app.include_router(routes_web.router)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        default_limit=settings.max_request_body_bytes,
+        routes=route_limits(settings),
+    )
     return app

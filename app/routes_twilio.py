@@ -8,9 +8,17 @@ import re
 from fastapi import APIRouter, Request, Response, WebSocket
 
 from app.call_factory import WebhookClock, twilio_session_factory
+from app.connection_limits import (
+    Slot,
+    app_counter,
+    call_registry,
+    client_ip,
+    run_with_start_deadline,
+)
 from app.services import Services
 from telephony.call_control import TwilioCallControl
-from telephony.twilio_stream import TwilioMediaStream
+from telephony.twilio_protocol import Start
+from telephony.twilio_stream import SessionFactory, SessionLike, TwilioMediaStream
 from telephony.twiml import connect_stream_twiml, stream_url, unavailable_twiml
 
 log = logging.getLogger("taina.twilio")
@@ -53,12 +61,21 @@ async def voice_webhook(request: Request) -> Response:
     if not _CALL_SID_RE.fullmatch(call_sid):
         log.warning("voice webhook without a valid CallSid")
         return Response("missing or malformed CallSid", status_code=400)
+    registry = call_registry(request.app, services.settings.twilio_replay_window_s)
+    if not registry.first_webhook(call_sid):
+        # Twilio asks once per call: this is a replayed request. No new call token for it.
+        log.warning("voice webhook replayed: refused", extra={"call_id": call_sid})
+        return Response("call already answered", status_code=409)
     limit = services.settings.max_concurrent_calls
     if limit and services.recent.active >= limit:
         log.warning("at capacity (%d calls): call declined", limit, extra={"call_id": call_sid})
         return _xml(unavailable_twiml())
+    if services.drain.draining:  # shutting down: the caller hears the Spanish refusal
+        log.info("server draining: call declined", extra={"call_id": call_sid})
+        return _xml(unavailable_twiml())
     clock: WebhookClock = request.app.state.webhook_clock
     clock.mark(call_sid)
+    services.drain.stream_promised()
     base = _public_base(request, services)
     params = {"token": services.tokens.mint(call_sid)}
     for key, name in (("From", "from"), ("To", "to")):
@@ -108,16 +125,70 @@ async def media_stream(ws: WebSocket) -> None:
             log.warning("media stream refused: signature %s", check.reason)
             await ws.close(code=1008)  # before accept: the upgrade is answered with 403
             return
+    # Until its start is valid a socket is "pending": capped per address, and closed when it
+    # stays silent past the deadline. Started calls are not counted (Twilio's few addresses
+    # carry many calls); max_concurrent_calls caps those.
+    ip = client_ip(ws)
+    pending = app_counter(ws.app, "twilio_pending")
+    if not pending.acquire(ip, settings.twilio_max_pending_per_ip):
+        log.warning("media stream refused: %s has %d streams not started", ip, pending.count(ip))
+        services.metrics.bad_messages_total.labels("twilio", "ip-limit").inc()
+        await ws.close(code=1008)  # before accept: the upgrade is answered with 403
+        return
+    slot = Slot(pending, ip)
+    claimed: list[str] = []
     transport = TwilioMediaStream(
         ws,
-        pipeline_rate=settings.pipeline_sample_rate,
+        pipeline_rate=settings.phone_pipeline_rate,
         max_message_bytes=settings.max_ws_message_bytes,
         max_bad_messages=settings.max_bad_messages,
         metrics=services.metrics,
-        session_factory=twilio_session_factory(services, ws.app.state.webhook_clock),
+        session_factory=_one_stream_per_call(ws, services, slot, claimed),
         transfer_handler=_transfer_handler(services),
     )
-    await transport.run()
+    try:
+        timed_out = await run_with_start_deadline(
+            transport.run(),
+            started=lambda: slot.released,
+            timeout_s=settings.stream_start_timeout_s,
+        )
+        if timed_out:
+            log.warning("media stream closed: no valid start from %s in time", ip)
+            services.metrics.bad_messages_total.labels("twilio", "start-timeout").inc()
+    finally:
+        slot.release()
+        registry = call_registry(ws.app, settings.twilio_replay_window_s)
+        for call_sid in claimed:
+            registry.stream_ended(call_sid)
+
+
+def _one_stream_per_call(
+    ws: WebSocket, services: Services, slot: Slot, claimed: list[str]
+) -> SessionFactory:
+    """The session factory, behind two guards: the stream stops being pending once a start
+    arrives, and a CallSid gets one stream (a replayed start is refused whatever its token)."""
+    inner = twilio_session_factory(services, ws.app.state.webhook_clock)
+    registry = call_registry(ws.app, services.settings.twilio_replay_window_s)
+
+    async def make(start: Start, sink: TwilioMediaStream) -> SessionLike | None:
+        slot.release()
+        if not registry.claim_stream(start.call_sid):
+            log.warning(
+                "stream refused: call already has a stream", extra={"call_id": start.call_sid}
+            )
+            return None
+        try:
+            session = await inner(start, sink)
+        except BaseException:
+            registry.unclaim_stream(start.call_sid)
+            raise
+        if session is None:  # bad token: this stream never existed
+            registry.unclaim_stream(start.call_sid)
+            return None
+        claimed.append(start.call_sid)
+        return session
+
+    return make
 
 
 def _transfer_handler(services: Services):

@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, Response, WebSocket, status
 from fastapi.responses import FileResponse, RedirectResponse
 
+from app.connection_limits import app_counter, client_ip, run_with_start_deadline
 from app.recordings import with_recording
 from app.routes_admin import CONTENT_TYPES, MSG_NOT_FOUND, content_security_policy, resolve_asset
 from app.services import Services
@@ -41,33 +42,15 @@ def _setting(services: Services, name: str, default: int) -> int:
     return int(value) if value is not None else default
 
 
-class ConnectionCounter:
-    """Open web streams per client address, so one host cannot hold every session slot."""
-
-    def __init__(self) -> None:
-        self._open: dict[str, int] = {}
-
-    def acquire(self, ip: str, limit: int) -> bool:
-        current = self._open.get(ip, 0)
-        if limit and current >= limit:
-            return False
-        self._open[ip] = current + 1
-        return True
-
-    def release(self, ip: str) -> None:
-        left = self._open.get(ip, 0) - 1
-        if left > 0:
-            self._open[ip] = left
-        else:
-            self._open.pop(ip, None)
-
-
 def web_session_factory(services: Services):
     """Builds the session for a started web stream; None when the office is at capacity."""
 
     async def make(start: StartRequest, sink: Any) -> CallSession | None:
         limit = services.settings.max_concurrent_calls
         if limit and services.recent.active >= limit:
+            return None
+        if services.drain.draining:  # shutting down: the page shows the Spanish refusal
+            log.info("web call declined: the server is draining")
             return None
         call_id: str = sink.call_id
         ctx = CallContext(
@@ -79,7 +62,7 @@ def web_session_factory(services: Services):
         engines = dataclasses.replace(
             services.engines, tts=CaptioningTTS(services.engines.tts, sink.sentence_spoken)
         )
-        return CallSession(
+        session = CallSession(
             ctx=ctx,
             sink=sink,
             engines=engines,
@@ -88,6 +71,8 @@ def web_session_factory(services: Services):
             metrics=services.metrics,
             stream_id=start.session,
         )
+        services.drain.track(session)  # a graceful shutdown sees this call through
+        return session
 
     if services.recordings is not None:
         return with_recording(make, services.recordings)
@@ -144,16 +129,21 @@ def make_router(root: Path = VISITOR_DIR) -> APIRouter:
     @router.websocket("/web/stream")
     async def web_stream(ws: WebSocket) -> None:
         services: Services = ws.app.state.services
-        counter: ConnectionCounter | None = getattr(ws.app.state, "web_connections", None)
-        if counter is None:
-            counter = ws.app.state.web_connections = ConnectionCounter()
-        ip = ws.client.host if ws.client else "-"
+        counter = app_counter(ws.app, "web_connections")  # every open socket, per address
+        ip = client_ip(ws)
         limit = _setting(services, "web_max_connections_per_ip", DEFAULT_MAX_CONNECTIONS_PER_IP)
         if not counter.acquire(ip, limit):
             log.warning("web stream refused: %s has %d open streams", ip, limit)
             services.metrics.bad_messages_total.labels("web", "ip-limit").inc()
             await ws.close(code=1008)  # before accept: the upgrade is answered with 403
             return
+        factory = web_session_factory(services)
+        started: list[StartRequest] = []
+
+        async def make(start: StartRequest, sink: Any) -> Any:
+            started.append(start)
+            return await factory(start, sink)
+
         try:
             transport = WebMediaStream(
                 ws,
@@ -164,9 +154,14 @@ def make_router(root: Path = VISITOR_DIR) -> APIRouter:
                 ),
                 max_bad_messages=services.settings.max_bad_messages,
                 metrics=services.metrics,
-                session_factory=web_session_factory(services),
+                session_factory=make,
             )
-            await transport.run()
+            deadline = services.settings.stream_start_timeout_s
+            if await run_with_start_deadline(
+                transport.run(), started=lambda: bool(started), timeout_s=deadline
+            ):
+                log.warning("web stream closed: no start from %s in time", ip)
+                services.metrics.bad_messages_total.labels("web", "start-timeout").inc()
         finally:
             counter.release(ip)
 

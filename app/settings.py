@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -57,6 +58,9 @@ class Settings(BaseSettings):
     secret_key: str | None = None
     log_level: str = "INFO"
     log_format: str = "text"  # "text" or "json"
+    # On SIGTERM `taina serve` declines new calls and lets the calls in progress finish for at
+    # most this long; then each remaining caller hears a short goodbye (app/drain.py).
+    drain_timeout_s: float = 60.0
 
     office_name: str = "Punto Ciudadano"
     timezone: str = "America/Santo_Domingo"
@@ -73,6 +77,17 @@ class Settings(BaseSettings):
     call_token_ttl_s: int = 120
     max_concurrent_calls: int = 0  # 0 = no limit; beyond it new calls hear a polite refusal
     max_ws_message_bytes: int = 64 * 1024
+    # Bad-input limits (docs/RELIABILITY.md, "Bad input"). uvicorn closes (1009) a socket
+    # whose one WebSocket message is larger than ws_max_size_bytes, before the app reads it.
+    ws_max_size_bytes: int = 1024 * 1024
+    # HTTP request bodies (webhooks, …) above this get 413 unread; /api has 1 MB, uploads more.
+    max_request_body_bytes: int = 64 * 1024
+    # Twilio streams per client address that have not sent a valid start yet (Twilio carries
+    # many calls from few addresses: started calls are not counted). 0 = no limit.
+    twilio_max_pending_per_ip: int = 20
+    stream_start_timeout_s: float = 10.0  # a media socket silent this long after connecting
+    # A CallSid's webhook is answered, and its media stream opened, once per this window.
+    twilio_replay_window_s: float = 3600.0
     max_bad_messages: int = 50  # a stream sending more malformed messages than this is closed
     outbound_chunk_ms: int = 100  # audio sent per media message (each followed by a mark)
     web_max_connections_per_ip: int = 4  # browser calls (WS /web/stream) at once per address
@@ -81,6 +96,9 @@ class Settings(BaseSettings):
 
     # --- audio pipeline ---------------------------------------------------------------------
     pipeline_sample_rate: int = 16000
+    # Phone calls arrive as 8 kHz mu-law: their VAD runs at that rate and STT resamples each
+    # utterance once, instead of upsampling every 20 ms frame to hear nothing new above 4 kHz.
+    phone_pipeline_rate: int = 8000
     vad_threshold: float = 0.5
     vad_neg_threshold: float = 0.35
     vad_min_speech_ms: int = 96
@@ -92,6 +110,9 @@ class Settings(BaseSettings):
     goodbye_grace_s: float = 1.5
 
     # --- engines ----------------------------------------------------------------------------
+    # "instant": no inference at all (energy VAD, fixed transcript and reply, a tone for
+    # speech) — only for `taina bench --engines instant`, to measure the media path alone.
+    engine_mode: Literal["embedded", "instant"] = "embedded"
     stt_model_dir: Path | None = None  # default: {data_dir}/models/whisper-base
     stt_language: str = "es"
     stt_prompt: str = DEFAULT_STT_PROMPT

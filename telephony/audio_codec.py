@@ -41,18 +41,24 @@ def mulaw_silence(n_bytes: int) -> bytes:
 
 
 def rms(pcm16: bytes) -> int:
-    return audioop.rms(pcm16, SAMPLE_WIDTH) if pcm16 else 0
+    whole = len(pcm16) - len(pcm16) % SAMPLE_WIDTH  # a stray half sample is not a sample
+    return audioop.rms(pcm16[:whole], SAMPLE_WIDTH) if whole else 0
 
 
 class StreamResampler:
-    """Stateful PCM16 mono resampler for one direction of one call."""
+    """Stateful PCM16 mono resampler for one direction of one call.
 
-    __slots__ = ("_in_rate", "_out_rate", "_stream")
+    Chunks may split a sample (network reads of a PCM stream need not be even): the odd byte
+    is kept for the next chunk, so every chunk size is accepted and nothing is lost.
+    """
+
+    __slots__ = ("_carry", "_in_rate", "_out_rate", "_stream")
 
     def __init__(self, in_rate: int, out_rate: int) -> None:
         self._in_rate = in_rate
         self._out_rate = out_rate
         self._stream = self._new() if in_rate != out_rate else None
+        self._carry = b""
 
     def _new(self) -> soxr.ResampleStream:
         return soxr.ResampleStream(self._in_rate, self._out_rate, 1, dtype="int16", quality="MQ")
@@ -62,6 +68,10 @@ class StreamResampler:
         return self._stream is None
 
     def process(self, pcm16: bytes) -> bytes:
+        if self._carry:
+            pcm16, self._carry = self._carry + pcm16, b""
+        if len(pcm16) % SAMPLE_WIDTH:
+            pcm16, self._carry = pcm16[:-1], pcm16[-1:]
         if self._stream is None or not pcm16:
             return pcm16
         samples = np.frombuffer(pcm16, dtype=np.int16)
@@ -69,12 +79,14 @@ class StreamResampler:
 
     def reset(self) -> None:
         """Forget history, e.g. after a ``clear`` so the next reply starts clean."""
+        self._carry = b""
         if self._stream is not None:
             self._stream = self._new()
 
 
 def resample_once(pcm16: bytes, in_rate: int, out_rate: int) -> bytes:
     """Resample a whole buffer (not a stream)."""
+    pcm16 = pcm16[: len(pcm16) - len(pcm16) % SAMPLE_WIDTH]  # a stray half sample is dropped
     if in_rate == out_rate or not pcm16:
         return pcm16
     samples = np.frombuffer(pcm16, dtype=np.int16)

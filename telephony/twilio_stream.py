@@ -93,6 +93,8 @@ class TwilioMediaStream:
         self.stream_sid: str | None = None
         self.call_sid: str | None = None
         self._next_ts: int | None = None
+        self._fed_ms = 0.0  # inbound audio given to the session since start (heard + filled)
+        self._started_mono = time.monotonic()
         self._closing = False
         self._log: logging.LoggerAdapter[logging.Logger] = logging.LoggerAdapter(
             log, {"call_id": "-"}
@@ -191,13 +193,23 @@ class TwilioMediaStream:
         if media.timestamp_ms is not None:
             if self._next_ts is not None:
                 gap = media.timestamp_ms - self._next_ts
-                if 20 <= gap <= MAX_GAP_FILL_MS:
+                if 20 <= gap <= MAX_GAP_FILL_MS and self._clock_allows(gap):
                     # Lost packets: keep the VAD's clock honest with silence.
+                    self._fed_ms += gap
                     self._session.feed_audio(
                         bytes(gap * 2 * self._rate // 1000), wire=bytes([0xFF]) * (gap * 8)
                     )
             self._next_ts = media.timestamp_ms + len(payload) // 8
+        self._fed_ms += len(payload) / 8
         self._session.feed_audio(self._in_resampler.process(mulaw_to_pcm16(payload)), wire=payload)
+
+    def _clock_allows(self, gap_ms: int) -> bool:
+        """Silence fills only holes real time has made: audio fed (heard plus filled) never
+        runs more than MAX_GAP_FILL_MS ahead of the wall clock since start. Timestamps that
+        jump by a second on every message would otherwise make one stream feed the VAD ~50
+        times real time."""
+        elapsed_ms = (time.monotonic() - self._started_mono) * 1000
+        return self._fed_ms + gap_ms <= elapsed_ms + MAX_GAP_FILL_MS
 
     async def _on_start(self, start: Start) -> str | None:
         if self._start is not None:
@@ -215,6 +227,7 @@ class TwilioMediaStream:
             await self._close_socket(1008)
             return "refused"
         self._session = session
+        self._started_mono = time.monotonic()
         await session.start(self.accepted_at)
         return None
 

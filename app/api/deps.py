@@ -7,11 +7,12 @@ from datetime import datetime, tzinfo
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from fastapi import Depends, Request, Response, status
+from fastapi import Depends, HTTPException, Request, Response, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.services import Services
 from app.storage import OFFICE_TZ
@@ -58,6 +59,13 @@ def validation_message(errors: list[dict[str, Any]]) -> str:
     return f"Datos no válidos en: {', '.join(fields)}."
 
 
+MSG_UNREADABLE_BODY = "El cuerpo de la solicitud no es JSON válido."
+
+
+def _bytes_text(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
+
+
 class ApiRoute(APIRoute):
     """Answers validation errors with a Spanish ``detail`` string (the dashboard shows
     ``detail`` as is) and keeps Pydantic's list under ``errors`` for developers."""
@@ -68,8 +76,14 @@ class ApiRoute(APIRoute):
         async def route_handler(request: Request) -> Response:
             try:
                 return await handler(request)
+            except StarletteHTTPException as exc:
+                # FastAPI's own English answer to a body it cannot decode (not UTF-8).
+                if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+                    raise HTTPException(400, detail=MSG_UNREADABLE_BODY) from None
+                raise
             except RequestValidationError as exc:
-                errors = jsonable_encoder(exc.errors())
+                # A body that is not JSON is echoed back as ``input``: bytes, maybe not UTF-8.
+                errors = jsonable_encoder(exc.errors(), custom_encoder={bytes: _bytes_text})
                 return JSONResponse(
                     status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
                     content={"detail": validation_message(errors), "errors": errors},

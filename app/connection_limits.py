@@ -1,0 +1,205 @@
+"""Who may hold a media-stream socket, and for how long without saying who they are.
+
+Shared by ``WS /twilio/stream`` and ``WS /web/stream``:
+
+* :class:`ConnectionCounter` counts sockets per client address. The browser stream caps every
+  open socket per address; the Twilio stream caps only sockets that have not yet sent a valid
+  ``start`` (*pending*), because Twilio carries many real calls from a few addresses and a low
+  cap on all of them would refuse real calls, while an attacker's sockets never get past
+  ``start`` (they have no call token).
+* :func:`run_with_start_deadline` closes a socket that sends no ``start`` in time (slowloris:
+  sockets opened and left silent to exhaust the pending slots or memory).
+* :class:`CallSidRegistry` answers each Twilio CallSid's voice webhook once and lets it open
+  one media stream, so a replayed signed request cannot mint a second live call for it.
+
+Everything here is per process and in memory, like the one-time call tokens it backs up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+DEFAULT_REPLAY_WINDOW_S = 3600.0
+MAX_REMEMBERED_CALLS = 100_000  # ~10 MB at worst; far above any office's calls per window
+
+
+def client_ip(conn: Any) -> str:
+    """The peer address as uvicorn reports it (X-Forwarded-For is applied only for the proxies
+    in ``--forwarded-allow-ips``, so a client cannot choose its own key)."""
+    client = getattr(conn, "client", None)
+    return client.host if client else "-"
+
+
+def app_counter(app: Any, name: str) -> ConnectionCounter:
+    """The app's counter called ``name`` (one per route), created on first use."""
+    counter: ConnectionCounter | None = getattr(app.state, name, None)
+    if counter is None:
+        counter = ConnectionCounter()
+        setattr(app.state, name, counter)
+    return counter
+
+
+class ConnectionCounter:
+    """Sockets per client address, so one host cannot hold every slot. ``limit`` 0: no cap."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, int] = {}
+
+    def acquire(self, ip: str, limit: int) -> bool:
+        current = self._open.get(ip, 0)
+        if limit and current >= limit:
+            return False
+        self._open[ip] = current + 1
+        return True
+
+    def release(self, ip: str) -> None:
+        left = self._open.get(ip, 0) - 1
+        if left > 0:
+            self._open[ip] = left
+        else:
+            self._open.pop(ip, None)
+
+    def count(self, ip: str) -> int:
+        return self._open.get(ip, 0)
+
+    @property
+    def total(self) -> int:
+        return sum(self._open.values())
+
+
+class Slot:
+    """One acquired counter slot, released exactly once however many times it is asked."""
+
+    __slots__ = ("_counter", "_ip", "released")
+
+    def __init__(self, counter: ConnectionCounter, ip: str) -> None:
+        self._counter = counter
+        self._ip = ip
+        self.released = False
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self._counter.release(self._ip)
+
+
+async def run_with_start_deadline(
+    run: Awaitable[None], *, started: Callable[[], bool], timeout_s: float
+) -> bool:
+    """Run a transport; cancel it if ``started()`` is still false after ``timeout_s``.
+
+    Cancelling lands in the transport's receive loop (the only place a not-yet-started stream
+    waits), whose own shutdown then closes the socket. Returns True when the deadline closed
+    it. ``timeout_s`` <= 0 disables the deadline. Cancellation of the caller still propagates.
+    """
+    task = asyncio.ensure_future(run)
+    timed_out = False
+
+    def expire() -> None:
+        nonlocal timed_out
+        if not started() and not task.done():
+            timed_out = True
+            task.cancel()
+
+    handle = asyncio.get_running_loop().call_later(timeout_s, expire) if timeout_s > 0 else None
+    try:
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if not timed_out or (current is not None and current.cancelling()):
+            raise
+    finally:
+        if handle is not None:
+            handle.cancel()
+    return timed_out
+
+
+class CallSidRegistry:
+    """Which Twilio CallSids this process has answered and streamed, for ``window_s``.
+
+    Twilio calls the voice webhook once per call and opens one media stream for it, and its
+    signatures carry no timestamp, so a signed request or a stream token captured once could
+    be replayed. The webhook answers a CallSid once per window (a replay gets 409 and no new
+    call token); a CallSid gets one media stream per window (a replayed ``start`` is refused
+    even with another valid token). Memory is bounded by the window and by
+    :data:`MAX_REMEMBERED_CALLS`.
+    """
+
+    def __init__(
+        self,
+        window_s: float = DEFAULT_REPLAY_WINDOW_S,
+        *,
+        max_entries: int = MAX_REMEMBERED_CALLS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._window = max(0.0, float(window_s))
+        self._max = max(1, int(max_entries))
+        self._clock = clock
+        self._answered: OrderedDict[str, float] = OrderedDict()  # call sid -> forget at
+        self._streamed: OrderedDict[str, float] = OrderedDict()  # ended streams -> forget at
+        self._live: set[str] = set()  # streams in progress (never forgotten while live)
+
+    def first_webhook(self, call_sid: str) -> bool:
+        """True the first time this CallSid's webhook is seen within the window."""
+        now = self._clock()
+        self._prune(self._answered, now)
+        if call_sid in self._answered:
+            return False
+        self._remember(self._answered, call_sid, now)
+        return True
+
+    def claim_stream(self, call_sid: str) -> bool:
+        """Reserve the CallSid's one media stream; False if it is live or was streamed."""
+        now = self._clock()
+        self._prune(self._streamed, now)
+        if call_sid in self._live or call_sid in self._streamed:
+            return False
+        self._live.add(call_sid)
+        return True
+
+    def unclaim_stream(self, call_sid: str) -> None:
+        """The claimed stream was refused (bad token): it never existed, forget it."""
+        self._live.discard(call_sid)
+
+    def stream_ended(self, call_sid: str) -> None:
+        if call_sid in self._live:
+            self._live.discard(call_sid)
+            self._remember(self._streamed, call_sid, self._clock())
+
+    @property
+    def live(self) -> int:
+        return len(self._live)
+
+    @property
+    def remembered(self) -> int:
+        return len(self._answered) + len(self._streamed) + len(self._live)
+
+    def _remember(self, entries: OrderedDict[str, float], key: str, now: float) -> None:
+        if self._window <= 0:
+            return
+        entries[key] = now + self._window
+        entries.move_to_end(key)
+        while len(entries) > self._max:
+            entries.popitem(last=False)
+
+    @staticmethod
+    def _prune(entries: OrderedDict[str, float], now: float) -> None:
+        # Entries are kept in insertion order with one fixed window, so the oldest expire first.
+        while entries:
+            key, forget_at = next(iter(entries.items()))
+            if forget_at > now:
+                return
+            del entries[key]
+
+
+def call_registry(app: Any, window_s: float) -> CallSidRegistry:
+    """The app's one :class:`CallSidRegistry`, created on first use."""
+    registry: CallSidRegistry | None = getattr(app.state, "twilio_call_sids", None)
+    if registry is None:
+        registry = CallSidRegistry(window_s)
+        app.state.twilio_call_sids = registry
+    return registry
