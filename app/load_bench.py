@@ -147,8 +147,11 @@ class ServerProcess:
             active_calls=active,
         )
 
-    def turn_timings(self, call_sids: Sequence[str], timeout_s: float = 15.0) -> list[dict]:
-        """Per-turn server timings of these calls, once their records are all written."""
+    def turn_records(
+        self, call_sids: Sequence[str], timeout_s: float = 15.0
+    ) -> list[tuple[str, dict]]:
+        """(speaker, timings) of every stored turn of these calls, once the calls are all
+        recorded as ended: what the database holds is what the bench counts."""
         sids = list(call_sids)
         marks = ",".join("?" * len(sids))
         deadline = time.monotonic() + timeout_s
@@ -163,11 +166,11 @@ class ServerProcess:
                     break
                 time.sleep(0.2)
             rows = db.execute(
-                f"SELECT t.timings FROM turns t JOIN calls c ON c.id = t.call_id "
-                f"WHERE t.speaker = 'bot' AND c.call_sid IN ({marks})",
+                f"SELECT t.speaker, t.timings FROM turns t JOIN calls c ON c.id = t.call_id "
+                f"WHERE c.call_sid IN ({marks})",
                 sids,
             ).fetchall()
-        return [json.loads(r[0]) if isinstance(r[0], str) else r[0] for r in rows]
+        return [(r[0], json.loads(r[1]) if isinstance(r[1], str) else r[1]) for r in rows]
 
     def log_tail(self, n: int = 2000) -> str:
         with contextlib.suppress(OSError):
@@ -269,7 +272,9 @@ async def run_level(
         "bench_process_cpu_percent": round(client_cpu / wall * 100, 1),
     }
     if server is not None and baseline is not None:
-        timings = await asyncio.to_thread(server.turn_timings, [r["call_sid"] for r in results])
+        turns = await asyncio.to_thread(server.turn_records, [r["call_sid"] for r in results])
+        timings = [t for speaker, t in turns if speaker == "bot"]
+        caller_turns = sum(1 for speaker, _ in turns if speaker == "caller")
         peak = peak_rss(samples, calls)
         steady = steady_cpu_percent(samples, calls)
         level["server"] = {
@@ -279,7 +284,12 @@ async def run_level(
             "rss_peak_mb": round(peak / MB, 1) if peak else None,
             "rss_per_call_mb": round((peak - baseline.rss_bytes) / MB / calls, 3) if peak else None,
             "stages_ms": stage_summary(timings),
-            "turns_recorded": len(timings),
+            "turns_recorded": len(timings),  # bot turns: greetings and replies
+            "caller_turns_recorded": caller_turns,
+            # Caller turns the bot answered but the database does not hold (must be 0).
+            "caller_turns_missing": max(
+                level["client"]["turns"] - level["client"]["turns_unanswered"] - caller_turns, 0
+            ),
         }
         level["samples"] = [asdict(s) for s in samples]
     (progress or _say)(_level_line(level))

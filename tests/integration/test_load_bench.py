@@ -31,6 +31,7 @@ async def test_concurrent_calls_against_a_spawned_server(tmp_path: Path) -> None
 
     server = level["server"]
     assert server["turns_recorded"] == 3 * 3  # a greeting and two replies per call
+    assert server["caller_turns_recorded"] == 6 and server["caller_turns_missing"] == 0
     stages = server["stages_ms"]
     assert stages["overhead_ms"]["n"] == 6
     assert stages["endpoint_ms"]["p50"] >= 500
