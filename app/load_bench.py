@@ -67,6 +67,7 @@ class BenchConfig:
     levels: list[int]
     engines: str = "instant"
     url: str | None = None
+    auth_token: str | None = None  # an external server's TWILIO_AUTH_TOKEN, to sign requests
     turns: int = 3
     ramp_s: float = 10.0
     pause_ms: int = 600
@@ -344,8 +345,10 @@ async def run_bench(cfg: BenchConfig, progress: Any = _say) -> dict[str, Any]:
     levels: list[dict[str, Any]] = []
     for calls in cfg.levels:
         if cfg.url:
-            await _warm_up(cfg.url, None, rendered)
-            levels.append(await run_level(calls, cfg, rendered, None, cfg.url, None, progress))
+            await _warm_up(cfg.url, cfg.auth_token, rendered)
+            levels.append(
+                await run_level(calls, cfg, rendered, None, cfg.url, cfg.auth_token, progress)
+            )
             continue
         token = secrets.token_hex(16)
         server = ServerProcess(cfg.engines, cfg.server_cpus, token, cfg.server_env)
@@ -420,6 +423,12 @@ def add_bench_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     )
     p.add_argument("--engines", choices=["instant", "embedded"], default="instant")
     p.add_argument("--url", default=None, help="bench a server that is already running")
+    p.add_argument(
+        "--auth-token",
+        default=os.environ.get("TWILIO_AUTH_TOKEN"),
+        help="with --url: the server's Twilio auth token, to sign as Twilio does "
+        "(default: $TWILIO_AUTH_TOKEN)",
+    )
     p.add_argument("--turns", type=int, default=3, help="caller turns per call")
     p.add_argument("--ramp", type=float, default=10.0, help="seconds over which calls start")
     p.add_argument(
@@ -450,6 +459,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         levels=levels,
         engines=args.engines,
         url=args.url.rstrip("/") if args.url else None,
+        auth_token=args.auth_token or None,
         turns=args.turns,
         ramp_s=args.ramp,
         server_cpus=server_cpus,
