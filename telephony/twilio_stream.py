@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from pipeline.metrics import PipelineMetrics
 from telephony.audio_codec import StreamResampler, mulaw_to_pcm16
@@ -34,6 +34,7 @@ from telephony.twilio_protocol import (
     media_message,
     parse_message,
 )
+from telephony.ws_lifecycle import serve_socket
 from telephony.ws_outbox import WebSocketOutbox
 
 log = logging.getLogger("taina.twilio")
@@ -137,18 +138,14 @@ class TwilioMediaStream:
 
     # --- the receive loop ------------------------------------------------------------------
     async def run(self) -> None:
-        await self._ws.accept()
-        self._out.start()
-        reason = "disconnected"
-        try:
-            reason = await self._receive_loop()
-        except WebSocketDisconnect:
-            reason = "caller-hangup" if self._start else "disconnected"
-        except Exception:
-            self._log.exception("stream failed")
-            reason = "error"
-        finally:
-            await self._shutdown(reason)
+        await serve_socket(
+            self._ws,
+            self._out,
+            self._receive_loop,
+            self._shutdown,
+            started=lambda: self._start is not None,
+            log=self._log,
+        )
 
     async def _receive_loop(self) -> str:
         ws = self._ws

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any, Protocol
 
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from pipeline.metrics import PipelineMetrics
 from pipeline.records import CallInfo, TurnRecord
@@ -46,6 +46,7 @@ from telephony.web_protocol import (
     started_message,
     state_message,
 )
+from telephony.ws_lifecycle import serve_socket
 from telephony.ws_outbox import WebSocketOutbox
 
 log = logging.getLogger("taina.web")
@@ -173,18 +174,14 @@ class WebMediaStream:
 
     # --- the receive loop ------------------------------------------------------------------
     async def run(self) -> None:
-        await self._ws.accept()
-        self._out.start()
-        reason = "disconnected"
-        try:
-            reason = await self._receive_loop()
-        except WebSocketDisconnect:
-            reason = "caller-hangup" if self._started else "disconnected"
-        except Exception:
-            self._log.exception("web stream failed")
-            reason = "error"
-        finally:
-            await self._shutdown(reason)
+        await serve_socket(
+            self._ws,
+            self._out,
+            self._receive_loop,
+            self._shutdown,
+            started=lambda: self._started,
+            log=self._log,
+        )
 
     async def _receive_loop(self) -> str:
         ws = self._ws

@@ -37,6 +37,7 @@ import numpy as np
 from aiohttp import WSMsgType, web
 
 from telephony.audio_codec import pcm16_to_mulaw
+from tests.loopback_http import serve_on_loopback
 
 API_KEY = "el-test-key"
 DEFAULT_SCHEDULE = (120, 160, 250, 290)
@@ -132,13 +133,7 @@ class FakeElevenLabs:
         app.router.add_post("/v1/text-to-speech/{voice_id}", self._http)
         app.router.add_get("/v1/text-to-speech/{voice_id}/stream-input", self._ws)
         app.router.add_get("/v1/models", self._models)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", port)
-        await site.start()
-        server = site._server
-        assert server is not None and server.sockets
-        self.port = server.sockets[0].getsockname()[1]
+        self._runner, self.port = await serve_on_loopback(app, port)
         return self
 
     async def close(self) -> None:

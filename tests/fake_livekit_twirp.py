@@ -18,6 +18,8 @@ from aiohttp import web
 from google.protobuf.message import Message
 from livekit import api
 
+from tests.loopback_http import serve_on_loopback
+
 
 @dataclass
 class Recorded:
@@ -71,11 +73,7 @@ class FakeLiveKitTwirp:
     async def start(self) -> str:
         app = web.Application()
         app.router.add_post("/twirp/livekit.{service}/{method}", self._handle)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, port = await serve_on_loopback(app)
         self.url = f"http://127.0.0.1:{port}"
         return self.url
 

@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 from aiohttp import web
 
+from tests.loopback_http import serve_on_loopback
+
 API_KEY = "sk-test-audio"
 PCM_RATE = 24000
 MS_PER_CHAR = 40.0
@@ -103,13 +105,7 @@ class FakeOpenAIAudio:
         app = web.Application(client_max_size=32 * 1024 * 1024)
         app.router.add_post("/v1/audio/speech", self._speech)
         app.router.add_post("/v1/audio/transcriptions", self._transcriptions)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", port)
-        await site.start()
-        server = site._server
-        assert server is not None and server.sockets
-        self.port = server.sockets[0].getsockname()[1]
+        self._runner, self.port = await serve_on_loopback(app, port)
         return self
 
     async def close(self) -> None:
