@@ -337,7 +337,7 @@ class CallSession:
                 self._barge_in()
 
     def feed_dtmf(self, digit: str) -> None:
-        if self._closed or self._ending or digit not in DTMF_KEYS or len(digit) != 1:
+        if self._closed or self._ending or digit not in DTMF_KEYS:
             return
         if self._reply_task is not None and not self._reply_task.done():
             self._barge_in()
@@ -568,6 +568,11 @@ class CallSession:
         actions: list[EndCall | Transfer] = []
         brain_t0 = time.monotonic()
 
+        def queue_sentence(sentence: str) -> None:
+            if "brain_first_sentence_ms" not in turn.timings:
+                turn.timings["brain_first_sentence_ms"] = (time.monotonic() - brain_t0) * 1000
+            sentences.put_nowait(sentence)
+
         async def produce() -> None:
             splitter = SentenceSplitter()
             first = True
@@ -580,10 +585,7 @@ class CallSession:
                             turn.timings["brain_first_text_ms"] = dt * 1000
                             self._metrics.stage_seconds.labels("brain_first_text").observe(dt)
                         for sentence in splitter.push(out.text):
-                            if "brain_first_sentence_ms" not in turn.timings:
-                                ms = (time.monotonic() - brain_t0) * 1000
-                                turn.timings["brain_first_sentence_ms"] = ms
-                            sentences.put_nowait(sentence)
+                            queue_sentence(sentence)
                     elif isinstance(out, ToolEvent):
                         turn.tools.append(
                             {"name": out.name, "arguments": out.arguments, "result": out.result}
@@ -591,10 +593,7 @@ class CallSession:
                     elif isinstance(out, EndCall | Transfer):
                         actions.append(out)
                 for sentence in splitter.flush():
-                    if "brain_first_sentence_ms" not in turn.timings:
-                        ms = (time.monotonic() - brain_t0) * 1000
-                        turn.timings["brain_first_sentence_ms"] = ms
-                    sentences.put_nowait(sentence)
+                    queue_sentence(sentence)
             finally:
                 sentences.put_nowait(None)
 
