@@ -487,4 +487,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             f"call: {report['capacity_calls_p95_within_limit']}"
         )
     failed = sum(lv["client"]["failed_calls"] for lv in report["levels"])
-    return 1 if failed else 0
+    missing = sum(lv.get("server", {}).get("caller_turns_missing", 0) for lv in report["levels"])
+    if missing:
+        print(f"{missing} answered caller turn(s) missing from the database")
+    return 1 if failed or missing else 0
