@@ -37,7 +37,7 @@ import numpy as np
 from aiohttp import WSMsgType, web
 
 from telephony.audio_codec import pcm16_to_mulaw
-from tests.loopback_http import serve_on_loopback
+from tests.loopback_http import LoopbackFake
 
 API_KEY = "el-test-key"
 DEFAULT_SCHEDULE = (120, 160, 250, 290)
@@ -100,20 +100,17 @@ def tone_for(text: str, output_format: str, ms_per_char: float = MS_PER_CHAR) ->
     raise ValueError(f"the fake only speaks ulaw_8000 and pcm_*, not {output_format}")
 
 
-class FakeElevenLabs:
+class FakeElevenLabs(LoopbackFake):
     """``async with FakeElevenLabs() as fake:`` then ``ElevenLabsTTS(base_url=fake.base_url)``."""
 
     def __init__(self, *, api_key: str = API_KEY, ms_per_char: float = MS_PER_CHAR) -> None:
+        super().__init__()
         self.api_key = api_key
         self.ms_per_char = ms_per_char
         self.default = Behaviour()
         self.requests: list[Recorded] = []
         self.model_listings: list[Any] = []  # client address of each GET /v1/models
-        self.client_gone = asyncio.Event()
         self._script: deque[Behaviour] = deque()
-        self._closing = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
     # --- scripting ----------------------------------------------------------------------------
     def script(self, *behaviours: Behaviour) -> None:
@@ -127,25 +124,13 @@ class FakeElevenLabs:
         return f"http://127.0.0.1:{self.port}"
 
     # --- lifecycle ----------------------------------------------------------------------------
-    async def start(self, port: int = 0) -> FakeElevenLabs:
+    def _app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v1/text-to-speech/{voice_id}/stream", self._http)
         app.router.add_post("/v1/text-to-speech/{voice_id}", self._http)
         app.router.add_get("/v1/text-to-speech/{voice_id}/stream-input", self._ws)
         app.router.add_get("/v1/models", self._models)
-        self._runner, self.port = await serve_on_loopback(app, port)
-        return self
-
-    async def close(self) -> None:
-        self._closing.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def __aenter__(self) -> FakeElevenLabs:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+        return app
 
     # --- HTTP ---------------------------------------------------------------------------------
     def _next(self) -> Behaviour:
@@ -371,30 +356,6 @@ class FakeElevenLabs:
         codec, rate = format_rate(fmt)
         size = max(2, rate * (1 if codec == "ulaw" else 2) * beh.chunk_ms // 1000)
         return [audio[i : i + size] for i in range(0, len(audio), size)]
-
-    def _gone(self, rec: Recorded) -> None:
-        rec.client_gone = True
-        self.client_gone.set()
-
-    async def _hold(self, request: web.Request, rec: Any) -> None:
-        """Say nothing until the client gives up (noticed, unlike a plain sleep) or the
-        server closes."""
-        while not self._closing.is_set():
-            transport = request.transport
-            if transport is None or transport.is_closing():
-                rec.client_gone = True
-                self.client_gone.set()
-                return
-            await self._sleep(0.02)
-
-    async def _sleep(self, seconds: float) -> None:
-        """Sleep, but wake up when the server closes so tests never wait on a stalled reply."""
-        if seconds <= 0:
-            return
-        try:
-            await asyncio.wait_for(self._closing.wait(), seconds)
-        except TimeoutError:
-            pass
 
 
 _ERRORS = {

@@ -32,7 +32,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.loopback_http import serve_on_loopback
+from tests.loopback_http import LoopbackFake
 
 EMBEDDING_DIM = 64
 
@@ -75,12 +75,13 @@ class Recorded:
     at: float
 
 
-class FakeOpenAI:
+class FakeOpenAI(LoopbackFake):
     """``async with FakeOpenAI() as fake:`` then ``AsyncOpenAI(base_url=fake.base_url, …)``."""
 
     def __init__(
         self, *, model: str = "gpt-4o-mini", responder: Callable[[dict], Reply] | None = None
     ):
+        super().__init__()
         self.model = model
         self.responder = responder
         self.default = Reply(text="De acuerdo.")
@@ -90,9 +91,6 @@ class FakeOpenAI:
         self.disconnected = asyncio.Event()
         self._script: deque[Reply] = deque()
         self._ids = itertools.count(1)
-        self._closing = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
     # --- scripting ----------------------------------------------------------------------------
     def script(self, *replies: Reply) -> None:
@@ -107,23 +105,11 @@ class FakeOpenAI:
         return f"http://127.0.0.1:{self.port}/v1"
 
     # --- lifecycle ----------------------------------------------------------------------------
-    async def start(self) -> FakeOpenAI:
+    def _app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/embeddings", self._embeddings)
-        self._runner, self.port = await serve_on_loopback(app)
-        return self
-
-    async def close(self) -> None:
-        self._closing.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def __aenter__(self) -> FakeOpenAI:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+        return app
 
     # --- handlers -----------------------------------------------------------------------------
     def _record(self, request: web.Request, body: dict[str, Any]) -> None:
@@ -313,20 +299,12 @@ class FakeOpenAI:
         loop = asyncio.get_running_loop()
         end = loop.time() + seconds
         while (left := end - loop.time()) > 0:
-            transport = request.transport
-            if transport is None or transport.is_closing():
+            if self._client_left(request):
                 return False
             await self._sleep(min(left, 0.05))
             if self._closing.is_set():
                 return True
         return True
-
-    async def _sleep(self, seconds: float) -> None:
-        """Sleep, but wake up when the server closes so tests never wait on a hung reply."""
-        try:
-            await asyncio.wait_for(self._closing.wait(), seconds)
-        except TimeoutError:
-            pass
 
 
 def embedding(text: str, dim: int = EMBEDDING_DIM) -> list[float]:

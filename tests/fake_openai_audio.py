@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from aiohttp import web
 
-from tests.loopback_http import serve_on_loopback
+from tests.loopback_http import LoopbackFake
 
 API_KEY = "sk-test-audio"
 PCM_RATE = 24000
@@ -67,20 +67,17 @@ def speech_for(text: str, ms_per_char: float = MS_PER_CHAR) -> bytes:
     return (0.3 * 32767 * np.sin(2 * math.pi * freq * t)).astype("<i2").tobytes()
 
 
-class FakeOpenAIAudio:
+class FakeOpenAIAudio(LoopbackFake):
     """``async with FakeOpenAIAudio() as fake:`` then ``AsyncOpenAI(base_url=fake.base_url)``."""
 
     def __init__(self, *, api_key: str = API_KEY, ms_per_char: float = MS_PER_CHAR) -> None:
+        super().__init__()
         self.api_key = api_key
         self.ms_per_char = ms_per_char
         self.transcript = "Quisiera sacar una cita para la cédula."
         self.default = AudioBehaviour()
         self.requests: list[AudioRequest] = []
-        self.client_gone = asyncio.Event()
         self._script: deque[AudioBehaviour] = deque()
-        self._closing = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
     def script(self, *behaviours: AudioBehaviour) -> None:
         self._script.extend(behaviours)
@@ -101,23 +98,11 @@ class FakeOpenAIAudio:
         return [r for r in self.requests if r.path.endswith("/audio/transcriptions")]
 
     # --- lifecycle ----------------------------------------------------------------------------
-    async def start(self, port: int = 0) -> FakeOpenAIAudio:
+    def _app(self) -> web.Application:
         app = web.Application(client_max_size=32 * 1024 * 1024)
         app.router.add_post("/v1/audio/speech", self._speech)
         app.router.add_post("/v1/audio/transcriptions", self._transcriptions)
-        self._runner, self.port = await serve_on_loopback(app, port)
-        return self
-
-    async def close(self) -> None:
-        self._closing.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def __aenter__(self) -> FakeOpenAIAudio:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+        return app
 
     # --- handlers -----------------------------------------------------------------------------
     def _next(self) -> AudioBehaviour:
@@ -168,8 +153,7 @@ class FakeOpenAIAudio:
             await response.write_eof()
             rec.completed = True
         except (ConnectionError, asyncio.CancelledError):
-            rec.client_gone = True
-            self.client_gone.set()
+            self._gone(rec)
         return response
 
     async def _transcriptions(self, request: web.Request) -> web.StreamResponse:
@@ -220,25 +204,6 @@ class FakeOpenAIAudio:
                 },
             }
         )
-
-    async def _hold(self, request: web.Request, rec: Any) -> None:
-        """Say nothing until the client gives up (noticed, unlike a plain sleep) or the
-        server closes."""
-        while not self._closing.is_set():
-            transport = request.transport
-            if transport is None or transport.is_closing():
-                rec.client_gone = True
-                self.client_gone.set()
-                return
-            await self._sleep(0.02)
-
-    async def _sleep(self, seconds: float) -> None:
-        if seconds <= 0:
-            return
-        try:
-            await asyncio.wait_for(self._closing.wait(), seconds)
-        except TimeoutError:
-            pass
 
 
 def _wav_info(data: bytes) -> dict[str, int] | None:
