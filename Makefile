@@ -16,8 +16,8 @@ run: models
 test: models
 	@echo ">> Lint"
 	$(BIN)/ruff check .
-	@echo ">> Browser for the dashboard tests (Debian's chromium)"
-	./scripts/install_browser.sh || echo ">> No Chromium: browser tests will be skipped"
+	@echo ">> Debian packages for the tests (chromium, sox, human Spanish speech)"
+	./scripts/install_test_packages.sh || echo ">> Some test packages are missing: the tests that need them will say they were skipped"
 	@echo ">> Test suite"
 	$(BIN)/pytest -ra
 

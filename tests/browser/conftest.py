@@ -1,6 +1,6 @@
 """The admin dashboard in headless Chromium, driven by Playwright, against the real app.
 
-The browser is the system's Chromium (``scripts/install_browser.sh`` installs it with apt);
+The browser is the system's Chromium (``scripts/install_test_packages.sh`` installs it with apt);
 ``playwright install`` is never run, so nothing is downloaded. Each test gets a fresh browser
 context (its own cookies and storage); the browser runs with a temporary profile that
 Playwright deletes afterwards. Screenshots go to ``test-artifacts/screenshots/`` (git-ignored).
@@ -184,7 +184,7 @@ def launch_chromium(extra_args: list[str] | None = None, timeout_ms: int = 15_00
     """The system Chromium under Playwright (skips the test when either is missing)."""
     if not CHROMIUM.exists():
         pytest.skip(
-            f"{CHROMIUM} is missing: browser tests skipped (run scripts/install_browser.sh)"
+            f"{CHROMIUM} is missing: browser tests skipped (run scripts/install_test_packages.sh)"
         )
     try:
         from playwright.sync_api import expect, sync_playwright
