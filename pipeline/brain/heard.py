@@ -1,0 +1,473 @@
+"""What the caller meant, from what Whisper heard: repair misheard office words and numbers.
+
+Whisper base on an 8 kHz phone line gets the shape of a word right more often than its
+spelling: "sédula", "antesedentes", "apostila", "oficia principal", "licencia de conduci".
+The dialogue's patterns and the catalog match exact (normalised) words, so one wrong letter
+loses the fact. This module runs once per turn, before any of that, and rewrites the words
+that are *near the office's vocabulary* (catalog names and aliases, weekdays, months) to
+their canonical spelling. Nearness is judged on spelling (rapidfuzz) and on a Spanish sound
+key (seseo, b/v, silent h, yeísmo, accents folded), with high thresholds so that ordinary
+words pass through untouched. What the bot just asked for (``expect``) lowers the bar for
+the words it expects, turns dictated numbers into one digit string when a cédula, phone or
+code is expected, and switches repairs off while a name is being said.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from rapidfuzz import fuzz
+
+from pipeline.brain.spanish_text import extract_digits_sequence, normalize, strip_accents
+
+if TYPE_CHECKING:
+    from pipeline.brain.catalog import Catalog
+
+__all__ = [
+    "EXPECTS",
+    "Vocabulary",
+    "build_vocabulary",
+    "phonetic_key",
+    "repair_transcript",
+    "repair_words",
+    "spoken_digits",
+]
+
+EXPECTS = frozenset(
+    {"service", "office", "date", "time", "name", "cedula", "phone", "code", "confirm", "choice"}
+)
+_DIGIT_EXPECTS = frozenset({"cedula", "phone", "code"})
+
+# ---------------------------------------------------------------------------------------------
+# Sound key
+# ---------------------------------------------------------------------------------------------
+
+_KEY_RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(p), r)
+    for p, r in (
+        (r"[^a-zñ]", ""),
+        (r"ñ", "ni"),
+        (r"ch", "\x01"),
+        (r"qu(?=[ei])", "k"),
+        (r"gu(?=[ei])", "g"),
+        (r"g(?=[ei])", "j"),
+        (r"c(?=[ei])", "s"),
+        (r"[cq]", "k"),
+        (r"z", "s"),
+        (r"x", "ks"),
+        (r"h", ""),
+        (r"ll", "y"),
+        (r"[vw]", "b"),
+        (r"y(?![aeiou])", "i"),
+        (r"(.)\1+", r"\1"),
+        (r"\x01", "ch"),
+    )
+)
+
+
+def phonetic_key(text: str) -> str:
+    """How a Dominican caller would *say* the word, as letters: "cédula", "sédula" and
+    "zedula" all give "sedula"; "vienes"/"bienes", "hora"/"ora", "calle"/"caye" collide."""
+    s = strip_accents(text.lower())
+    for pattern, repl in _KEY_RULES:
+        s = pattern.sub(repl, s)
+    return s
+
+
+# ---------------------------------------------------------------------------------------------
+# Vocabulary
+# ---------------------------------------------------------------------------------------------
+
+# Words of the office that are not in the catalog's names, spelled as they should be written.
+_OFFICE_WORDS = (
+    "cédula cédulas pasaporte licencia conducir apostilla apostillar legalización legalizar "
+    "antecedentes penales certificado nacimiento matrimonio defunción identidad electoral "
+    "renovar renovación duplicado oficina oficinas cita citas Punto Ciudadano principal "
+    "lunes martes miércoles jueves viernes sábado domingo "
+    "enero febrero marzo abril mayo junio julio agosto septiembre setiembre octubre noviembre "
+    "diciembre"
+).split()
+_DATE_WORDS = frozenset(
+    normalize(w)
+    for w in (
+        "lunes martes miércoles jueves viernes sábado domingo enero febrero marzo abril mayo "
+        "junio julio agosto septiembre setiembre octubre noviembre diciembre"
+    ).split()
+)
+_STOP = frozenset("de del la las los el y en para por con".split())
+# Ordinary words that sit within one letter of an office word; never "corrected".
+_PROTECTED = frozenset(
+    normalize(w)
+    for w in (
+        "partes parte santos centros oficio oficios oficial oficiales pasar pasé pasa porte "
+        "celular celulares tarde tardes mano mayor mayoría juntos junto marca marcar "
+        "martillo mares mar mes meses domingos lunas luna dominio dominar penal penas cerca "
+        "ciudad ciudades punto puntos nacimientos oficial licencias conducta conduce conducen "
+        "cito citó citas sitio citado renové renovó certifico doce once este esta ese estas "
+        "principio principales principe identidades antecedente matrimonios duplicar cédulas "
+        "viene vienen viernes bienes abril abrir abrí julio julia junio mayo maya marzo marcos "
+        "octavo octava agosto gusto disgusto enero entero"
+    ).split()
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Word:
+    norm: str  # normalised spelling
+    key: str  # sound key
+    spelled: str  # how to write it back
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """The office's words with their spelling and sound keys, built once per catalog."""
+
+    words: tuple[_Word, ...]
+    by_norm: dict[str, _Word]
+    by_key: dict[str, _Word]
+    dates: frozenset[str]
+    services: frozenset[str]
+    offices: frozenset[str]
+
+
+def _spellings(catalog: Catalog) -> list[str]:
+    texts: list[str] = list(_OFFICE_WORDS)
+    for s in catalog.services:
+        texts += [s.name, s.spoken]
+    for o in catalog.offices:
+        texts += [o.name, o.short]
+    return [w for t in texts for w in re.findall(r"[\wáéíóúñü]+", t)]
+
+
+def _alias_words(aliases: list[str]) -> set[str]:
+    """The words of the aliases, except the pieces of a word written apart ("pasa porte"
+    is a way to hear "pasaporte"; "pasa" and "porte" are not office words)."""
+    norms = [normalize(a) for a in aliases]
+    single_keys = {phonetic_key(n) for n in norms if " " not in n}
+    words: set[str] = set()
+    for n in norms:
+        if " " in n and phonetic_key(n) in single_keys:
+            continue
+        words.update(n.split())
+    return words
+
+
+def build_vocabulary(catalog: Catalog) -> Vocabulary:
+    """All words of the catalog (names, aliases) and the calendar, spelled and keyed."""
+    spelled: dict[str, str] = {}
+    for word in _spellings(catalog):
+        norm = normalize(word)
+        proper = word[:1].isupper() and norm not in _DATE_WORDS
+        # A lower-case spelling wins over a capitalised one ("Cédula de…" → "cédula"), except
+        # for place names, which are never written in lower case.
+        if norm not in spelled or (spelled[norm][:1].isupper() and not proper):
+            spelled[norm] = word if proper else word.lower()
+    service_words = _alias_words([a for s in catalog.services for a in (*s.aliases, s.name)])
+    office_words = _alias_words([a for o in catalog.offices for a in (*o.aliases, o.name)])
+    office_words.update({"oficina", "oficinas"})
+    service_words.update({"cedula", "pasaporte", "licencia", "apostilla", "antecedentes"})
+    by_key_spelled = {phonetic_key(w): s for w, s in spelled.items()}
+    for w in service_words | office_words:
+        if w not in spelled:
+            # An alias spelled like a canonical word ("sedula") is written as that word.
+            spelled[w] = by_key_spelled.get(phonetic_key(w), w)
+    words = tuple(
+        _Word(norm=n, key=phonetic_key(n), spelled=s)
+        for n, s in spelled.items()
+        if len(n) >= 4 and n not in _STOP
+    )
+    by_key: dict[str, _Word] = {}
+    for w in sorted(words, key=lambda w: w.norm != normalize(w.spelled)):
+        by_key.setdefault(w.key, w)
+    return Vocabulary(
+        words=words,
+        by_norm={w.norm: w for w in words},
+        by_key=by_key,
+        dates=_DATE_WORDS,
+        services=frozenset(service_words),
+        offices=frozenset(office_words),
+    )
+
+
+def _vocabulary(catalog: Catalog) -> Vocabulary:
+    vocab = getattr(catalog, "heard_vocabulary", None)
+    return vocab if isinstance(vocab, Vocabulary) else build_vocabulary(catalog)
+
+
+# ---------------------------------------------------------------------------------------------
+# Word repairs
+# ---------------------------------------------------------------------------------------------
+
+_TOKEN = re.compile(r"[A-Za-zÁÉÍÓÚÜÑáéíóúüñ]+")
+_BASE_CUTOFF = 90.0
+_EXPECTED_CUTOFF = 85.0
+
+
+def _is_plural_of(word: str, target: str) -> bool:
+    """An ordinary plural of an office word ("santos", "principales") is left alone, while
+    a dropped final s ("miércole", "marte", as many Dominicans say it) is repaired."""
+    return word in (target + "s", target + "es")
+
+
+def _match_word(norm: str, vocab: Vocabulary, cutoff: float) -> _Word | None:
+    """The office word this (normalised, unknown) word was probably meant to be."""
+    known = vocab.by_norm.get(norm)
+    if known is not None:  # an alias written another way ("sedula") gets the usual spelling
+        return known if normalize(known.spelled) != norm else None
+    if norm in _PROTECTED or len(norm) < 4:
+        return None
+    key = phonetic_key(norm)
+    same_sound = vocab.by_key.get(key)
+    if same_sound is not None:
+        return same_sound
+    if len(key) < 5:
+        return None
+    best: tuple[float, _Word] | None = None
+    for w in vocab.words:
+        if w.key[:1] != key[:1] or len(w.key) < 5 or abs(len(w.key) - len(key)) > 2:
+            continue
+        score = max(fuzz.ratio(key, w.key), fuzz.ratio(norm, w.norm))
+        if score >= cutoff and (best is None or score > best[0]):
+            best = (score, w)
+    if best is None or _is_plural_of(norm, best[1].norm):
+        return None
+    return best[1]
+
+
+def _expected_group(expect: str | None, vocab: Vocabulary) -> frozenset[str]:
+    if expect == "service":
+        return vocab.services
+    if expect == "office":
+        return vocab.offices
+    if expect == "date":
+        return vocab.dates
+    return frozenset()
+
+
+def repair_words(text: str, vocab: Vocabulary, expect: str | None = None) -> str:
+    """Rewrite words that sound or read like an office word as that word (one token, or two
+    or three tokens that join into one: "pasa porte", "ante sedentes")."""
+    matches = list(_TOKEN.finditer(text))
+    expected = _expected_group(expect, vocab)
+    out: list[str] = []
+    pos = 0
+    i = 0
+    while i < len(matches):
+        replaced = False
+        # Joined pieces first: "pasa porte" is one word said with a pause.
+        for n in (3, 2):
+            if i + n > len(matches):
+                continue
+            span = matches[i : i + n]
+            if any(text[a.end() : b.start()].strip() for a, b in itertools.pairwise(span)):
+                continue  # punctuation between the pieces: separate words
+            joined = normalize("".join(m.group(0) for m in span))
+            target = vocab.by_norm.get(joined) or vocab.by_key.get(phonetic_key(joined))
+            if target is None or len(target.norm) < 7:
+                continue
+            out.append(text[pos : span[0].start()])
+            out.append(_cased(target.spelled, span[0].group(0)))
+            pos = span[-1].end()
+            i += n
+            replaced = True
+            break
+        if replaced:
+            continue
+        m = matches[i]
+        norm = normalize(m.group(0))
+        target = _match_word(norm, vocab, _BASE_CUTOFF)
+        if target is None and expected:
+            candidate = _match_word(norm, vocab, _EXPECTED_CUTOFF)
+            if candidate is not None and candidate.norm in expected:
+                target = candidate
+        if target is not None:
+            out.append(text[pos : m.start()])
+            out.append(_cased(target.spelled, m.group(0)))
+            pos = m.end()
+        i += 1
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _cased(spelled: str, original: str) -> str:
+    """Keep a sentence-initial capital; proper nouns keep theirs."""
+    if original[:1].isupper() and spelled[:1].islower():
+        return spelled[:1].upper() + spelled[1:]
+    return spelled
+
+
+# "renovar mi fe", "sacar la célula": a service word Whisper turned into an ordinary word, only
+# where a service is plausible (after a verb of the trámite, in "cita para …", or when asked).
+_SERVICE_SOUNDALIKES = {"fe": "cédula", "celula": "cédula", "cedro": "cédula", "sede": "cédula"}
+_SERVICE_CONTEXT = re.compile(
+    r"\b(?:renovar|renovacion|renueve|renuevo|sacar|sacarme|saco|hacer|hacerme|duplicado|"
+    r"cambiar|perdi|perdio|vencio|vencida|vencido|nueva|primera|tramite|tramitar|"
+    r"cita|sita|turno)\s+(?:de\s+|para\s+|por\s+)?(?:(?:mi|la|una|su|el)\s+)?"
+    r"(fe|celula|cedro|sede)\b"
+)
+_SERVICE_ALONE = re.compile(r"^(?:(?:es|para|de)\s+)?(?:(?:la|mi|una|el)\s+)?(fe|celula)$")
+
+
+def _service_soundalikes(text: str, expect: str | None) -> str:
+    norm = normalize(text)
+    found = [m.group(1) for m in _SERVICE_CONTEXT.finditer(norm)]
+    alone = _SERVICE_ALONE.match(norm)
+    if expect == "service" and alone:
+        found.append(alone.group(1))
+    for word in dict.fromkeys(found):
+        text = re.sub(_accent_pattern(word), _SERVICE_SOUNDALIKES[word], text, count=1)
+    return text
+
+
+def _accent_pattern(norm: str) -> str:
+    """A regex matching ``norm`` written with or without accents, any case."""
+    accents = {"a": "aá", "e": "eé", "i": "ií", "o": "oó", "u": "uúü"}
+    body = "".join(f"[{accents[c]}]" if c in accents else re.escape(c) for c in norm)
+    return rf"(?i)(?<![\wáéíóúñ]){body}(?![\wáéíóúñ])"
+
+
+# ---------------------------------------------------------------------------------------------
+# Numbers
+# ---------------------------------------------------------------------------------------------
+
+_DIGIT_WORDS = ("cero", "uno", "dos", "tres", "cuatro", "cinco", "seis", "siete", "ocho", "nueve")
+_DIGIT_BY_KEY = {phonetic_key(w): w for w in _DIGIT_WORDS}
+# How Whisper writes a digit said alone on a phone line, when it is not the word itself.
+_DIGIT_MISHEARD = {
+    "o": "cero",
+    "sero": "cero",
+    "zero": "cero",
+    "ceros": "cero",
+    "nuevo": "nueve",
+    "mueve": "nueve",
+    "nueva": "nueve",
+    "sei": "seis",
+    "seys": "seis",
+    "tre": "tres",
+    "do": "dos",
+    "uno": "uno",
+    "sinco": "cinco",
+    "cuatros": "cuatro",
+    "siente": "siete",
+    "sietes": "siete",
+    "ochos": "ocho",
+}
+_NUMBER_TOKEN = re.compile(r"\d+|[a-zñ]+")
+# Tokens that may sit inside a dictated number without breaking it.
+_NUMBER_GLUE = frozenset({"y", "doble", "triple"})
+
+
+def _is_number_word(tok: str) -> bool:
+    return tok.isdigit() or extract_digits_sequence(tok) != "" or tok in ("mil", "millon", "cien")
+
+
+def _digit_tokens(norm: str) -> list[tuple[str, bool]]:
+    """Tokens of normalised text with misheard digit words fixed; flag = part of a number."""
+    raw = _NUMBER_TOKEN.findall(norm)
+    fixed: list[str] = []
+    for tok in raw:
+        if tok.isdigit() or _is_number_word(tok):
+            fixed.append(tok)
+        elif tok in _DIGIT_MISHEARD and tok != "o":
+            fixed.append(_DIGIT_MISHEARD[tok])
+        elif len(tok) >= 3 and phonetic_key(tok) in _DIGIT_BY_KEY:
+            fixed.append(_DIGIT_BY_KEY[phonetic_key(tok)])
+        else:
+            fixed.append(tok)
+    flags = [_is_number_word(t) for t in fixed]
+    # "o" and "un" count as digits only next to numbers ("cero o uno" is 0 0 1 when dictating);
+    # repeated so that "o o uno" works from the right.
+    changed = True
+    while changed:
+        changed = False
+        for i, tok in enumerate(fixed):
+            if tok in ("o", "un", "una") and not flags[i]:
+                before = i > 0 and flags[i - 1]
+                after = i + 1 < len(fixed) and flags[i + 1]
+                if before or after:
+                    fixed[i] = "cero" if tok == "o" else "uno"
+                    flags[i] = changed = True
+    return list(zip(fixed, flags, strict=True))
+
+
+def spoken_digits(text: str) -> str:
+    """Every digit a caller dictated, in order, from words, figures or both:
+    "cero cero uno, dos tres cuatro" → "001234"; "ochocientos nueve, cinco cinco cinco" →
+    "809555"; "001-1234567-8" → "00112345678"; "o" heard for "cero" between digits counts."""
+    parts: list[str] = []
+    for chunk in re.split(r"([,;.!?])", strip_accents(text.lower())):
+        if chunk in ",;.!?":
+            parts.append(chunk)
+            continue
+        norm = normalize(chunk)
+        parts.append(" ".join(tok for tok, is_num in _digit_tokens(norm) if is_num or tok))
+    return extract_digits_sequence(" ".join(parts))
+
+
+def _digits_in_place(text: str) -> str:
+    """Replace each dictated run of numbers (with its commas, dashes and "y") by its digits."""
+    tokens = list(re.finditer(r"\d+|[A-Za-zÁÉÍÓÚÜÑáéíóúüñ]+", text))
+    if not tokens:
+        return text
+    norms = [normalize(t.group(0)) for t in tokens]
+    fixed = _digit_tokens(" ".join(norms))
+    if len(fixed) != len(tokens):  # normalisation split a token; leave the text alone
+        return text
+    out: list[str] = []
+    pos = 0
+    i = 0
+    while i < len(tokens):
+        if not fixed[i][1]:
+            i += 1
+            continue
+        j = i
+        while j + 1 < len(tokens) and (
+            fixed[j + 1][1]
+            or (fixed[j + 1][0] in _NUMBER_GLUE and j + 2 < len(tokens) and fixed[j + 2][1])
+        ):
+            gap = text[tokens[j].end() : tokens[j + 1].start()]
+            if re.search(r"[^\s,.;:\-]", gap):
+                break
+            j += 1
+        # Pauses (commas) end a group: "doce, treinta" is 12 30, not 42.
+        groups = []
+        for k in range(i, j + 1):
+            groups.append(fixed[k][0])
+            if k < j and re.search(r"[,.;]", text[tokens[k].end() : tokens[k + 1].start()]):
+                groups.append(",")
+        digits = extract_digits_sequence(" ".join(groups))
+        if digits:
+            out.append(text[pos : tokens[i].start()])
+            out.append(digits)
+            pos = tokens[j].end()
+        i = j + 1
+    out.append(text[pos:])
+    return "".join(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# The entry point
+# ---------------------------------------------------------------------------------------------
+
+
+def repair_transcript(text: str, catalog: Catalog, expect: str | None = None) -> str:
+    """The transcript with misheard office words written as the catalog writes them.
+
+    ``expect`` is what the bot just asked for ("service", "office", "date", "time", "name",
+    "cedula", "phone", "code", "confirm", "choice" or None). Words close to the office's
+    vocabulary are rewritten ("oficia principal" → "oficina principal", "sédula" →
+    "cédula"), "fe" becomes "cédula" where a service is plausible ("renovar mi fe"), and when
+    digits are expected every dictated number becomes one digit string ("cero cero uno, dos
+    tres cuatro" → "001234"). While a name is expected nothing is touched: names are as said.
+    """
+    if not text or not text.strip() or expect == "name":
+        return text
+    vocab = _vocabulary(catalog)
+    repaired = _service_soundalikes(text, expect)
+    repaired = repair_words(repaired, vocab, expect)
+    if expect in _DIGIT_EXPECTS:
+        repaired = _digits_in_place(repaired)
+    return repaired

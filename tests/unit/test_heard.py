@@ -1,0 +1,214 @@
+"""Repairs of what Whisper heard: misheard office words, numbers, and what must stay as said."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.booking import CATALOG
+from pipeline.brain.heard import phonetic_key, repair_transcript, spoken_digits
+from pipeline.brain.spanish_text import normalize
+
+
+def _fix(text: str, expect: str | None = None) -> str:
+    return repair_transcript(text, CATALOG, expect)
+
+
+# --- the field report and its relatives --------------------------------------------------------
+
+
+def test_field_report_sentence() -> None:
+    assert (
+        _fix("Quiero hacer una cita para renovar mi fe en la oficia principal")
+        == "Quiero hacer una cita para renovar mi cédula en la oficina principal"
+    )
+
+
+@pytest.mark.parametrize(
+    ("heard", "service"),
+    [
+        ("quiero renovar la sédula", "cedula"),
+        ("una cita para la zedula", "cedula"),
+        ("vengo a sacar mi fe", "cedula"),
+        ("perdí la célula", "cedula"),
+        ("cita para la fe", "cedula"),
+        ("necesito un pasa porte", "pasaporte"),
+        ("para el pasaporte", "pasaporte"),
+        ("quiero sacar el pazaporte", "pasaporte"),
+        ("quiero una apostila", "apostilla"),
+        ("para apostiyar unos documentos", "apostilla"),
+        ("el certificado de antesedentes", "no_antecedentes"),
+        ("los ante sedentes penales", "no_antecedentes"),
+        ("renovar la licencia de conduci", "licencia"),
+        ("la lisencia de conducir", "licencia"),
+        ("una legalisación de documentos", "apostilla"),
+    ],
+)
+def test_misheard_services_reach_the_catalog(heard: str, service: str) -> None:
+    assert CATALOG.find_services(normalize(_fix(heard))) == [service]
+
+
+@pytest.mark.parametrize(
+    ("heard", "office"),
+    [
+        ("en la oficia principal", "SDC"),
+        ("en Santiago de los Cabayeros", "STI"),
+        ("en la plasa Oriental", "SDE"),
+        ("la de la Ramana", None),  # too far from "Romana" to guess
+        ("en la Romana", "LRO"),
+        ("en San Bicente de Paul", "SDE"),
+    ],
+)
+def test_misheard_offices(heard: str, office: str | None) -> None:
+    found = CATALOG.find_offices(normalize(_fix(heard, "office")))
+    assert found == ([office] if office else [])
+
+
+@pytest.mark.parametrize(
+    ("heard", "fixed"),
+    [
+        ("el miercole que viene", "el miércoles que viene"),
+        ("el juebes en la mañana", "el jueves en la mañana"),
+        ("el marte a las diez", "el martes a las diez"),
+        ("el savado", "el sábado"),
+        ("el 3 de setiembre", "el 3 de setiembre"),
+        ("el 5 de nobiembre", "el 5 de noviembre"),
+        ("el primero de obtubre", "el primero de octubre"),
+    ],
+)
+def test_weekdays_and_months(heard: str, fixed: str) -> None:
+    assert _fix(heard, "date") == fixed
+
+
+# --- ordinary speech passes through ------------------------------------------------------------
+
+ORDINARY = [
+    "Buenos días, ¿cómo está usted?",
+    "Sí, correcto.",
+    "No, gracias, eso es todo.",
+    "Tengo fe en que me van a atender rápido.",
+    "Las partes del documento están en la casa.",
+    "¿A qué hora abren los sábados?",
+    "Mi hermana vive cerca del parque central.",
+    "Quiero saber cuánto cuesta, por favor.",
+    "Voy a pasar por allá el martes.",
+    "Los santos y las vírgenes de la iglesia.",
+    "Me gusta la música de mi pueblo.",
+    "Ahora no puedo, estoy trabajando.",
+    "¿Qué documentos tengo que llevar?",
+    "El oficial me dijo que viniera hoy.",
+    "Tengo un celular nuevo.",
+    "Mañana por la tarde me queda mejor.",
+    "Perdone, no le entendí bien.",
+    "Es para mi hijo, que es menor de edad.",
+    "La dirección es en la calle Duarte.",
+    "Mi mamá nació en enero.",
+    "Gracias, muy amable, adiós.",
+    "¿Me puede repetir la hora?",
+    "Estoy buscando un trabajo en la zona franca.",
+    "¿Ustedes atienden los domingos?",
+    "El doctor me mandó a hacer unos análisis.",
+    "Ya tengo una cita, quiero cambiarla.",
+    "Necesito hablar con una persona.",
+    "Vivo en la capital desde hace diez años.",
+    "Póngala a nombre de mi esposa.",
+    "Ese día tengo que ir al médico.",
+]
+
+
+@pytest.mark.parametrize("sentence", ORDINARY)
+@pytest.mark.parametrize("expect", [None, "service", "office", "date", "confirm"])
+def test_ordinary_sentences_pass_through(sentence: str, expect: str | None) -> None:
+    assert _fix(sentence, expect) == sentence
+
+
+@pytest.mark.parametrize(
+    "name", ["Me llamo Pedro Martes", "Soy Ana Fe Santos", "Juana Sédula", "Luis Apostol"]
+)
+def test_names_are_kept_as_said(name: str) -> None:
+    assert _fix(name, "name") == name
+
+
+# --- numbers ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("said", "digits"),
+    [
+        ("cero cero uno, dos tres cuatro cinco seis siete ocho, nueve", "00123456789"),
+        ("ochocientos nueve, cinco cinco cinco, doce treinta y cuatro", "8095551234"),
+        ("001-1234567-8", "00112345678"),
+        ("0 0 1, 2 3 4", "001234"),
+        ("cero o uno dos", "0012"),
+        ("o o uno", "001"),
+        ("cero, cero, uno. Dos, tres", "00123"),
+        ("doble cinco, tres", "553"),
+        ("mi número es ocho cero nueve, 555, 12 34", "8095551234"),
+        ("nuevo ocho siete", "987"),
+        ("sero sero uno", "001"),
+        ("", ""),
+        ("no me acuerdo", ""),
+    ],
+)
+def test_spoken_digits(said: str, digits: str) -> None:
+    assert spoken_digits(said) == digits
+
+
+@pytest.mark.parametrize(
+    ("heard", "expect", "fixed"),
+    [
+        (
+            "Cero cero uno, dos tres cuatro, cinco seis siete, ocho nueve.",
+            "cedula",
+            "001234567 89.",
+        ),
+        ("Es el 001-1234567-8.", "cedula", "Es el 00112345678."),
+        ("ochocientos nueve, cinco cinco cinco, uno dos tres cuatro", "phone", "8095551234"),
+        ("Mi cédula es cero cero uno, ¿verdad?", "cedula", "Mi cédula es 001, ¿verdad?"),
+        ("el código es o uno dos", "code", "el código es 012"),
+    ],
+)
+def test_digits_in_place_when_expected(heard: str, expect: str, fixed: str) -> None:
+    assert _fix(heard, expect) == fixed
+
+
+def test_numbers_untouched_without_digit_context() -> None:
+    assert _fix("a las tres y media del dos de mayo") == "a las tres y media del dos de mayo"
+    assert _fix("somos dos personas", "confirm") == "somos dos personas"
+
+
+def test_o_is_a_conjunction_outside_digits() -> None:
+    assert _fix("cédula o pasaporte", "cedula") == "cédula o pasaporte"
+
+
+# --- sound key ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("cédula", "sedula"),
+        ("zedula", "cédula"),
+        ("vienes", "bienes"),
+        ("hora", "ora"),
+        ("calle", "caye"),
+        ("apostilla", "apostiya"),
+        ("jueves", "juebes"),
+    ],
+)
+def test_phonetic_key_collides_on_sound(a: str, b: str) -> None:
+    assert phonetic_key(a) == phonetic_key(b)
+
+
+@pytest.mark.parametrize(("a", "b"), [("casa", "cosa"), ("martes", "partes"), ("fe", "se")])
+def test_phonetic_key_keeps_different_sounds_apart(a: str, b: str) -> None:
+    assert phonetic_key(a) != phonetic_key(b)
+
+
+def test_fast_enough_for_every_turn() -> None:
+    import time
+
+    text = "Quiero hacer una cita para renovar mi fe en la oficia principal el marte a las tres"
+    started = time.perf_counter()
+    for _ in range(50):
+        _fix(text)
+    assert (time.perf_counter() - started) / 50 < 0.01
