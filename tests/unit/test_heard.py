@@ -159,7 +159,7 @@ def test_spoken_digits(said: str, digits: str) -> None:
         (
             "Cero cero uno, dos tres cuatro, cinco seis siete, ocho nueve.",
             "cedula",
-            "001234567 89.",
+            "00123456789.",
         ),
         ("Es el 001-1234567-8.", "cedula", "Es el 00112345678."),
         ("ochocientos nueve, cinco cinco cinco, uno dos tres cuatro", "phone", "8095551234"),
