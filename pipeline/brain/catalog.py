@@ -12,6 +12,12 @@ import re
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from pipeline.brain.heard import (
+    Vocabulary,
+    build_vocabulary,
+    repair_for_matching,
+    repair_transcript,
+)
 from pipeline.brain.spanish_text import normalize
 
 __all__ = ["Catalog", "CatalogOffice", "CatalogService", "join_es"]
@@ -96,7 +102,8 @@ class Catalog:
             return None
         if value in self._services_by_code:
             return value
-        found = self.find_services(normalize(value))
+        # A bare value is the answer to "which service?": "la fe" is the cédula there.
+        found = self.find_services(normalize(repair_transcript(value, self, "service")))
         return found[0] if found else None
 
     def resolve_office(self, value: str | None) -> str | None:
@@ -105,23 +112,30 @@ class Catalog:
             return None
         if value.upper() in self._offices_by_code:
             return value.upper()
-        found = self.find_offices(normalize(value))
+        found = self.find_offices(normalize(repair_transcript(value, self, "office")))
         return found[0] if len(found) == 1 else None
 
     def find_services(self, norm: str) -> list[str]:
-        """Service codes mentioned in normalised text, in order of mention."""
-        return self._find(norm, self._service_patterns)
+        """Service codes mentioned in normalised text, in order of mention. Misheard words
+        ("sédula", "pasa porte", "antesedentes", "renovar mi fe") count as the service."""
+        return self._find(repair_for_matching(norm, self), self._service_patterns)
 
     def find_offices(self, norm: str) -> list[str]:
         """Office codes mentioned in normalised text. "santo domingo" alone matches both
-        Santo Domingo offices, which the caller then has to tell apart."""
-        return self._find(norm, self._office_patterns)
+        Santo Domingo offices, which the caller then has to tell apart. Misheard words
+        ("oficia principal", "Santiago de los Cabayeros") count as the office."""
+        return self._find(repair_for_matching(norm, self), self._office_patterns)
 
     @staticmethod
     def says_any_office(norm: str) -> bool:
         return bool(_ANY_OFFICE.search(norm))
 
     # --- internals ----------------------------------------------------------------------------
+    @cached_property
+    def heard_vocabulary(self) -> Vocabulary:
+        """The catalog's words spelled and keyed by sound, for :mod:`pipeline.brain.heard`."""
+        return build_vocabulary(self)
+
     @cached_property
     def _services_by_code(self) -> dict[str, CatalogService]:
         return {s.code: s for s in self.services}

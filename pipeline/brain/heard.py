@@ -14,6 +14,7 @@ code is expected, and switches repairs off while a name is being said.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ __all__ = [
     "Vocabulary",
     "build_vocabulary",
     "phonetic_key",
+    "repair_for_matching",
     "repair_transcript",
     "repair_words",
     "spoken_digits",
@@ -121,7 +123,7 @@ class _Word:
     spelled: str  # how to write it back
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # hashed by identity: one per catalog, cached
 class Vocabulary:
     """The office's words with their spelling and sound keys, built once per catalog."""
 
@@ -446,6 +448,17 @@ def _digits_in_place(text: str) -> str:
         i = j + 1
     out.append(text[pos:])
     return "".join(out)
+
+
+@functools.lru_cache(maxsize=512)
+def _repair_norm(norm: str, vocab: Vocabulary) -> str:
+    return normalize(repair_words(_service_soundalikes(norm, None), vocab))
+
+
+def repair_for_matching(norm: str, catalog: Catalog) -> str:
+    """Normalised text with misheard office words repaired, for the catalog's own matching
+    (cached: the dialogue asks the catalog several times per turn about the same text)."""
+    return _repair_norm(norm, _vocabulary(catalog)) if norm else norm
 
 
 # ---------------------------------------------------------------------------------------------

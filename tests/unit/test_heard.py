@@ -212,3 +212,48 @@ def test_fast_enough_for_every_turn() -> None:
     for _ in range(50):
         _fix(text)
     assert (time.perf_counter() - started) / 50 < 0.01
+
+
+# --- the catalog's own matching (used by the LLM brain's tool arguments) ------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "code"),
+    [
+        ("sedula", "cedula"),
+        ("Sédula", "cedula"),
+        ("la fe", "cedula"),
+        ("pasa porte", "pasaporte"),
+        ("antesedentes penales", "no_antecedentes"),
+        ("apostila", "apostilla"),
+        ("licencia de conduci", "licencia"),
+        ("cedula", "cedula"),
+        ("una pizza", None),
+        ("fe", "cedula"),
+    ],
+)
+def test_resolve_service_accepts_misheard_values(value: str, code: str | None) -> None:
+    assert CATALOG.resolve_service(value) == code
+
+
+@pytest.mark.parametrize(
+    ("value", "code"),
+    [
+        ("Santo Domingo centro", "SDC"),
+        ("oficia principal", "SDC"),
+        ("Santiago de los Cabayeros", "STI"),
+        ("San Bicente de Paul", "SDE"),
+        ("Santo Domingo", None),  # still ambiguous
+        ("Miami", None),
+    ],
+)
+def test_resolve_office_accepts_misheard_values(value: str, code: str | None) -> None:
+    assert CATALOG.resolve_office(value) == code
+
+
+def test_find_services_in_running_text() -> None:
+    assert CATALOG.find_services(normalize("quiero renovar mi fe y sacar el pasa porte")) == [
+        "cedula",
+        "pasaporte",
+    ]
+    assert CATALOG.find_services(normalize("tengo fe en dios")) == []
