@@ -37,6 +37,7 @@ from pipeline.brain.base import (
     Transfer,
     UserInput,
 )
+from pipeline.brain.heard import repair_transcript
 from pipeline.brain.spanish_dates import speak_date, speak_time
 from pipeline.brain.tools import (
     END_CALL,
@@ -185,6 +186,7 @@ class LLMBrain:
         anchor = len(ctx.history) if in_history else len(ctx.history) + 1
         system = await self._system_message(ctx, user)
         messages = self._messages(ctx, user, system, exchanges, in_history)
+        self._repair_heard(messages, user)
         current = _Exchange(anchor=anchor, messages=[])
         spoken = False
         try:
@@ -433,6 +435,22 @@ class LLMBrain:
             log.warning("call %s: question condensing failed: %s", ctx.call_id, exc)
             return text
         return condensed or text
+
+    def _repair_heard(self, messages: list[dict[str, Any]], user: UserInput) -> None:
+        """Show the model the caller's words with misheard office words repaired ("renovar mi
+        fe en la oficia principal" → "… cédula en la oficina principal"), as the offline brain
+        sees them; the history keeps what Whisper wrote."""
+        catalog = getattr(self._tools, "catalog", None)
+        if catalog is None or not user.text or not messages or messages[-1]["role"] != "user":
+            return
+        if messages[-1]["content"] != _user_content(user):
+            return
+        repaired = repair_transcript(user.text, catalog)
+        if repaired != user.text:
+            messages[-1] = {
+                "role": "user",
+                "content": _user_content(UserInput(repaired, user.dtmf)),
+            }
 
     def _messages(
         self,

@@ -257,3 +257,27 @@ def test_find_services_in_running_text() -> None:
         "pasaporte",
     ]
     assert CATALOG.find_services(normalize("tengo fe en dios")) == []
+
+
+# --- the LLM brain sees the repaired words --------------------------------------------------------
+
+
+class _ToolsWithCatalog:
+    catalog = CATALOG
+
+    async def call(self, name: str, arguments: dict, ctx: object) -> dict:  # pragma: no cover
+        return {}
+
+
+def test_llm_brain_sees_repaired_user_text() -> None:
+    from pipeline.brain.base import UserInput
+    from pipeline.brain.llm import LLMBrain
+
+    brain = LLMBrain(client=None, tools=_ToolsWithCatalog())  # type: ignore[arg-type]
+    user = UserInput("renovar mi fe en la oficia principal", dtmf="")
+    messages = [{"role": "system", "content": "x"}, {"role": "user", "content": user.text}]
+    brain._repair_heard(messages, user)
+    assert messages[-1]["content"] == "renovar mi cédula en la oficina principal"
+    untouched = [{"role": "user", "content": "hola, buenos días"}]
+    brain._repair_heard(untouched, UserInput("hola, buenos días"))
+    assert untouched[-1]["content"] == "hola, buenos días"
