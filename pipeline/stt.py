@@ -160,11 +160,15 @@ class WhisperSTT:
         cpu_threads: int = 2,
         temperatures: Sequence[float] = (0.0, 0.4),
         min_encoder_s: float | None = 10.0,
+        hotwords: str = "",
     ) -> None:
         self.model_dir = Path(model_dir)
         self.language = language
         self.prompt = prompt
         self.beam_size = beam_size
+        # faster-whisper puts hotwords before the prompt in the "previous text" slot: another
+        # way to bias the decoder toward the office's words (off unless measured to help).
+        self.hotwords = hotwords
         # faster-whisper's default retries with six temperatures when decoding looks poor;
         # on noisy phone audio that can multiply latency, so we allow a single retry.
         self.temperatures = list(temperatures)
@@ -176,6 +180,11 @@ class WhisperSTT:
         # One thread: CTranslate2 already uses ``cpu_threads`` per call, and queueing
         # utterances keeps concurrent calls from thrashing the cores.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whisper")
+
+    @property
+    def _bias_text(self) -> str:
+        """All text the decoder was primed with: an echo of any of it is not the caller."""
+        return f"{self.hotwords} {self.prompt}".strip()
 
     async def transcribe(self, pcm16: bytes, sample_rate: int) -> Transcript:
         loop = asyncio.get_running_loop()
@@ -200,6 +209,7 @@ class WhisperSTT:
             language=self.language,
             beam_size=self.beam_size,
             initial_prompt=self.prompt or None,
+            hotwords=self.hotwords or None,
             condition_on_previous_text=False,
             without_timestamps=True,
             vad_filter=False,
@@ -215,14 +225,14 @@ class WhisperSTT:
             if looped:
                 text = collapse_loops(text)
             if _is_noise_segment(seg.no_speech_prob, seg.avg_logprob, looped) or is_hallucination(
-                text, self.prompt
+                text, self._bias_text
             ):
                 if text:
                     dropped.append(text)
                 continue
             kept.append(text)
         text = " ".join(kept).strip()
-        if is_hallucination(text, self.prompt):
+        if is_hallucination(text, self._bias_text):
             if text:
                 dropped.append(text)
             text = ""

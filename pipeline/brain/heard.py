@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from pipeline.brain.catalog import Catalog
 
 __all__ = [
+    "DIGITS_PROMPT",
     "EXPECTS",
     "Vocabulary",
     "build_vocabulary",
@@ -36,6 +37,7 @@ __all__ = [
     "repair_transcript",
     "repair_words",
     "spoken_digits",
+    "whisper_prompt",
 ]
 
 EXPECTS = frozenset(
@@ -87,7 +89,7 @@ def phonetic_key(text: str) -> str:
 _OFFICE_WORDS = (
     "cédula cédulas pasaporte licencia conducir apostilla apostillar legalización legalizar "
     "antecedentes penales certificado nacimiento matrimonio defunción identidad electoral "
-    "renovar renovación duplicado oficina oficinas cita citas Punto Ciudadano principal "
+    "renovar renovación duplicado oficina oficinas cita citas Punto Ciudadano principal mañana "
     "lunes martes miércoles jueves viernes sábado domingo "
     "enero febrero marzo abril mayo junio julio agosto septiembre setiembre octubre noviembre "
     "diciembre"
@@ -331,6 +333,53 @@ def _accent_pattern(norm: str) -> str:
     return rf"(?i)(?<![\wáéíóúñ]){body}(?![\wáéíóúñ])"
 
 
+# A short answer to "¿qué día?" is nearly always a day or a month, so a looser match is safe
+# there, except for the other words such answers are made of.
+_DAY_ANSWER_WORDS = frozenset(
+    normalize(w)
+    for w in (
+        "tarde mañana temprano semana semanas próximo próxima pasado viene cualquier cualquiera "
+        "día días mes hoy ahora primero primera último última mediodía noche este esta otro "
+        "otra mejor bueno claro puede pueda sea nada"
+    ).split()
+)
+_DAY_ANSWER_CUTOFF = {1: 70.0, 2: 80.0, 3: 80.0}
+
+
+def _short_date_answer(text: str, vocab: Vocabulary) -> str:
+    """ "mardes" → "martes", "verenas" → "viernes" when the bot asked for a day."""
+    matches = list(_TOKEN.finditer(text))
+    cutoff = _DAY_ANSWER_CUTOFF.get(len(matches))
+    if cutoff is None:
+        return text
+    out: list[str] = []
+    pos = 0
+    for m in matches:
+        norm = normalize(m.group(0))
+        if (
+            len(norm) < 4
+            or norm in vocab.by_norm
+            or norm in _DAY_ANSWER_WORDS
+            or norm in _PROTECTED
+            or extract_digits_sequence(norm)
+        ):
+            continue
+        key = phonetic_key(norm)
+        best: tuple[float, str] | None = None
+        for date_word in vocab.dates:
+            w = vocab.by_norm.get(date_word)
+            if w is None:
+                continue
+            score = max(fuzz.ratio(key, w.key), fuzz.ratio(norm, w.norm))
+            if score >= cutoff and (best is None or score > best[0]):
+                best = (score, w.spelled)
+        if best is not None:
+            out += [text[pos : m.start()], _cased(best[1], m.group(0))]
+            pos = m.end()
+    out.append(text[pos:])
+    return "".join(out)
+
+
 # ---------------------------------------------------------------------------------------------
 # Numbers
 # ---------------------------------------------------------------------------------------------
@@ -356,6 +405,9 @@ _DIGIT_MISHEARD = {
     "siente": "siete",
     "sietes": "siete",
     "ochos": "ocho",
+    "ojo": "ocho",
+    "oche": "ocho",
+    "osho": "ocho",
 }
 _NUMBER_TOKEN = re.compile(r"\d+|[a-zñ]+")
 # Tokens that may sit inside a dictated number without breaking it.
@@ -462,6 +514,38 @@ def repair_for_matching(norm: str, catalog: Catalog) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# Priming the recogniser
+# ---------------------------------------------------------------------------------------------
+
+_WEEKDAYS = "lunes, martes, miércoles, jueves, viernes, sábado"
+_MONTHS = (
+    "enero, febrero, marzo, abril, mayo, junio, julio, agosto, septiembre, octubre, noviembre, "
+    "diciembre"
+)
+
+
+def whisper_prompt(catalog: Catalog, *, months: bool = False, full_names: bool = False) -> str:
+    """Whisper's initial prompt from the catalog: short answers first (a prompt of nouns
+    alone makes Whisper hear "Cédula, pasaporte…" in a lone "Sí"), then the services and
+    offices as lists, then the weekdays (and months). It holds no caller sentence and few
+    function words, so a real answer ("cédula en Santiago el lunes") is not taken for an
+    echo of the prompt by the STT's hallucination guard. Every token of the prompt costs
+    decoder time on every turn, so the default is the short form (spoken names, no months).
+    """
+    names = [s.name if full_names else s.spoken for s in catalog.services]
+    services = ", ".join(n[:1].lower() + n[1:] for n in names)
+    offices = ", ".join(o.short for o in catalog.offices)
+    parts = ["Sí. No. Correcto. Gracias.", f"Cita para {services}.", f"{offices}."]
+    parts.append(_WEEKDAYS[:1].upper() + _WEEKDAYS[1:] + ".")
+    if months:
+        parts.append(_MONTHS[:1].upper() + _MONTHS[1:] + ".")
+    return " ".join(parts)
+
+
+DIGITS_PROMPT = "Cero, uno, dos, tres, cuatro, cinco, seis, siete, ocho, nueve."
+
+
+# ---------------------------------------------------------------------------------------------
 # The entry point
 # ---------------------------------------------------------------------------------------------
 
@@ -481,6 +565,8 @@ def repair_transcript(text: str, catalog: Catalog, expect: str | None = None) ->
     vocab = _vocabulary(catalog)
     repaired = _service_soundalikes(text, expect)
     repaired = repair_words(repaired, vocab, expect)
+    if expect == "date":
+        repaired = _short_date_answer(repaired, vocab)
     if expect in _DIGIT_EXPECTS:
         repaired = _digits_in_place(repaired)
     return repaired

@@ -281,3 +281,49 @@ def test_llm_brain_sees_repaired_user_text() -> None:
     untouched = [{"role": "user", "content": "hola, buenos días"}]
     brain._repair_heard(untouched, UserInput("hola, buenos días"))
     assert untouched[-1]["content"] == "hola, buenos días"
+
+
+# --- a day as the whole answer ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("heard", "fixed"),
+    [
+        ("Mardes", "Martes"),
+        ("verenas", "viernes"),
+        ("cuebe", "jueves"),
+        ("maniana", "mañana"),
+        ("Sabato", "Sábado"),
+        ("el mierco", "el miércoles"),
+    ],
+)
+def test_a_day_said_alone_is_matched_loosely(heard: str, fixed: str) -> None:
+    assert _fix(heard, "date") == fixed
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "cuando sea",
+        "lo antes posible",
+        "pasado mañana",
+        "en la tarde",
+        "después",
+        "usted dirá",
+        "la otra semana",
+        "el próximo",
+        "hoy mismo",
+        "no sé",
+        "temprano",
+        "el quince",
+        "ninguno",
+        "Sí.",
+        "Mejor otro día.",
+    ],
+)
+def test_ordinary_short_answers_to_a_date_question_pass_through(answer: str) -> None:
+    assert _fix(answer, "date") == answer
+
+
+def test_loose_day_match_only_when_a_day_is_expected() -> None:
+    assert _fix("verenas") == "verenas"
