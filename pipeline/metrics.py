@@ -32,6 +32,7 @@ class PipelineMetrics:
     provider_ttfb_seconds: Histogram
     provider_failures_total: Counter
     provider_failovers_total: Counter
+    tts_cache_total: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> PipelineMetrics:
@@ -96,6 +97,12 @@ class PipelineMetrics:
                 "taina_provider_failovers_total",
                 "Turns completed by the next provider in the chain",
                 ["kind", "from_provider", "to_provider"],
+                registry=reg,
+            ),
+            tts_cache_total=Counter(
+                "taina_tts_cache_total",
+                "Sentences served from pre-rendered/recent audio (hit) or synthesized (miss)",
+                ["result"],
                 registry=reg,
             ),
         )

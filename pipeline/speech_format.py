@@ -112,8 +112,32 @@ def _amount_follows(m: re.Match[str]) -> bool:
     return bool(_AMOUNT_WORDS.match(m.string, m.end()))
 
 
+_DAY_PART = r"(de\s+la\s+(?:mañana|tarde|noche|madrugada)|del\s+mediodía)"
+# "8:00 de la mañana": the day part is already said; speakable() would add its own guess.
+_CLOCK_WITH_PART = re.compile(rf"(?<![\d:])(\d{{1,2}}):(\d{{2}})\s+{_DAY_PART}")
+_REPEATED_PART = re.compile(rf"\b{_DAY_PART}(?:\s+{_DAY_PART})+")
+_FIRST_OF_MONTH = re.compile(r"\b1(?=\s+de\s+(?:" + "|".join(MONTH_NAMES) + r")\b)")
+
+
+def _say_clock_with_part(m: re.Match[str]) -> str:
+    hour, minute = int(m.group(1)), int(m.group(2))
+    if not (0 <= hour <= 23 and 0 <= minute <= 59):
+        return m.group(0)
+    words = number_to_words(hour % 12 or 12, feminine=True)
+    if minute == 30:
+        words += " y media"
+    elif minute == 15:
+        words += " y cuarto"
+    elif minute:
+        words += f" y {number_to_words(minute)}"
+    return f"{words} {m.group(3)}"
+
+
 def _to_words(text: str) -> str:
-    s = speakable(text)
+    s = _CLOCK_WITH_PART.sub(_say_clock_with_part, text)
+    s = _FIRST_OF_MONTH.sub("primero", s)
+    s = speakable(s)
+    s = _REPEATED_PART.sub(lambda m: m.group(1), s)
     s = _CODE.sub(lambda m: speak_code(m.group(1)), s)
     s = _ORDINAL.sub("primero", s)
     s = _SPACED_DIGITS.sub(

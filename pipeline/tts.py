@@ -293,10 +293,15 @@ class EspeakTTS:
 
     name = "espeak"
 
-    def __init__(self, voice: str = "es-419", rate_wpm: int = 165, pitch: int = 45) -> None:
+    def __init__(
+        self, voice: str = "es-419", rate_wpm: int = 165, pitch: int = 45, spoken: bool = True
+    ) -> None:
         self.voice = voice
         self.rate_wpm = rate_wpm
         self.pitch = pitch
+        # Rewrite digits, amounts, codes and abbreviations as words first (speech_format), so
+        # "00112345678" is read in groups and not as one huge number.
+        self.spoken = spoken
 
     @staticmethod
     async def _run(method: str, *args: object) -> Any:
@@ -317,6 +322,10 @@ class EspeakTTS:
         Leading/trailing silence beyond ``EDGE_SILENCE_MS`` is trimmed so the caller hears the
         answer as soon as it is sent. Cancelling the consumer aborts eSpeak mid-piece.
         """
+        if self.spoken:
+            from pipeline.speech_format import spoken_text
+
+            text = spoken_text(text)
         pieces = split_for_synthesis(text)
         if not pieces:
             return
