@@ -1,0 +1,134 @@
+"""Taking the facts of an appointment out of what the caller said, into the draft.
+
+A caller gives service, office, day and time (and their name and cédula) in any order and
+often several in one breath; these functions read all of them from one utterance so that the
+dialogue only asks for what is still missing.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pipeline.brain.dialogue_kit import Kit, Turn
+from pipeline.brain.intents import asks_question, extract_cedula_digits, extract_name
+from pipeline.brain.spanish_dates import When
+
+__all__ = [
+    "SOONEST",
+    "absorb",
+    "absorb_personal",
+    "answers_booking",
+    "bare_when",
+    "has_new_values",
+    "starts_booking_by_date",
+]
+
+SOONEST = re.compile(
+    r"\b(?:lo mas pronto|lo antes posible|la mas pronta|lo mas rapido|cuanto antes|"
+    r"el primer(?:o)? (?:dia|turno|horario|espacio|cupo)|cuando haya|la primera disponible|"
+    r"el mas cercano|la mas cercana|lo mas cercano|cualquier dia)\b"
+)
+# Words a bare date or time answer is made of ("el próximo lunes a las diez y media").
+_WHEN_WORDS = frozenset(
+    (
+        "lunes martes miercoles jueves viernes sabado sabados domingo enero febrero marzo "
+        "abril mayo junio julio agosto septiembre setiembre octubre noviembre diciembre "
+        "uno una dos tres cuatro cinco seis siete ocho nueve diez once doce trece catorce "
+        "quince dieciseis diecisiete dieciocho diecinueve veinte veintiuno veintidos "
+        "veintitres veinticuatro veinticinco veintiseis veintisiete veintiocho veintinueve "
+        "treinta primero y media cuarto medio mediodia manana mañana tarde noche temprano hoy "
+        "pasado proximo proxima siguiente que viene esta este semana dia mes de del el la las "
+        "los a al en por para como eso alrededor despues antes desde hasta si bueno mejor "
+        "entonces pues eh ok puede ser seria sea dale"
+    ).split()
+)
+_NAME_WORDS = re.compile(r"\b(?:nombre|llamo)\b")
+
+
+def absorb(kit: Kit, t: Turn, *, service: bool = True) -> set[str]:
+    """Take service, office and date/time from the utterance into the draft; the names of
+    the fields that changed."""
+    d = t.st.draft
+    changed: set[str] = set()
+    if service:
+        found = kit.catalog.find_services(t.norm)
+        if found and found[-1] != d.service:
+            d.service = found[-1]
+            changed.add("service")
+    offices = kit.catalog.find_offices(t.norm)
+    if len(offices) == 1 and offices[0] != d.office:
+        d.office, d.any_office = offices[0], False
+        changed.add("office")
+    elif len(offices) > 1 and not d.office:
+        t.ambiguous_office = True
+    if t.st.awaiting == "office" and kit.catalog.says_any_office(t.norm) and not offices:
+        if not d.any_office:
+            d.any_office, d.office = True, None
+            changed.add("office")
+    expect = "date" if d.when is None or d.when.date is None else None
+    if t.st.awaiting in ("slot_choice", "slot_single"):
+        expect = "time"
+    when = kit.parse_when(t.raw, expect=expect)
+    if when is not None:
+        merged = d.when.merge(when) if d.when else when
+        if merged != d.when:
+            d.when = merged
+            changed.add("when")
+    if SOONEST.search(t.norm) and not (when and when.date):
+        d.soonest = True
+        changed.add("when")
+    if changed & {"service", "office", "when"}:
+        d.offered, d.slot = [], None
+    return changed
+
+
+def absorb_personal(t: Turn) -> bool:
+    """A corrected name or cédula in a correction ("no, mi nombre es Juana")."""
+    d = t.st.draft
+    digits = extract_cedula_digits(t.raw)
+    if len(digits) == 11:
+        d.cedula = digits
+        return True
+    if _NAME_WORDS.search(t.norm):
+        name = extract_name(re.sub(r"^\W*(?:no|perdon|disculpe)\b\W*", "", t.raw, flags=re.I))
+        if name:
+            d.name = name
+            return True
+    return False
+
+
+def has_new_values(kit: Kit, t: Turn) -> bool:
+    if kit.catalog.find_offices(t.norm) or kit.parse_when(t.raw) is not None:
+        return True
+    return len(extract_cedula_digits(t.raw)) == 11 or bool(_NAME_WORDS.search(t.norm))
+
+
+def answers_booking(kit: Kit, t: Turn) -> bool:
+    """Does a non-question utterance give a booking detail (office, service, day, time)?
+    Said right after "¿Desea que le reserve una cita?" it is an implicit yes."""
+    if asks_question(t.norm, t.raw):
+        return False
+    return bool(
+        kit.catalog.find_offices(t.norm)
+        or kit.catalog.find_services(t.norm)
+        or SOONEST.search(t.norm)
+        or bare_when(kit, t) is not None
+    )
+
+
+def starts_booking_by_date(kit: Kit, t: Turn) -> bool:
+    """A bare "el lunes a las diez" with no task under way: the caller wants a booking
+    (their request was probably misheard), not information about Mondays."""
+    if kit.tools is None or not kit.catalog.services or t.st.last_booking is not None:
+        return False
+    return not asks_question(t.norm, t.raw) and bare_when(kit, t) is not None
+
+
+def bare_when(kit: Kit, t: Turn) -> When | None:
+    """The date or time an utterance consists of, allowing one unknown (misheard) word;
+    None when it says more than a date ("abren el sábado" is a question)."""
+    when = kit.parse_when(t.raw)
+    if when is None or (when.date is None and when.time is None and not when.part_of_day):
+        return None
+    unknown = [w for w in t.norm.split() if w not in _WHEN_WORDS and not w.isdigit()]
+    return when if len(unknown) <= 1 else None
