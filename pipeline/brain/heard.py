@@ -409,7 +409,7 @@ _DIGIT_MISHEARD = {
     "oche": "ocho",
     "osho": "ocho",
 }
-_NUMBER_TOKEN = re.compile(r"\d+|[a-zñ]+")
+_NUMBER_TOKEN = re.compile(r"\d+|[a-zñ]+|[,;.!?]")
 # Tokens that may sit inside a dictated number without breaking it.
 _NUMBER_GLUE = frozenset({"y", "doble", "triple"})
 
@@ -418,47 +418,60 @@ def _is_number_word(tok: str) -> bool:
     return tok.isdigit() or extract_digits_sequence(tok) != "" or tok in ("mil", "millon", "cien")
 
 
-def _digit_tokens(norm: str) -> list[tuple[str, bool]]:
-    """Tokens of normalised text with misheard digit words fixed; flag = part of a number."""
-    raw = _NUMBER_TOKEN.findall(norm)
-    fixed: list[str] = []
-    for tok in raw:
-        if tok.isdigit() or _is_number_word(tok):
-            fixed.append(tok)
-        elif tok in _DIGIT_MISHEARD and tok != "o":
-            fixed.append(_DIGIT_MISHEARD[tok])
-        elif len(tok) >= 3 and phonetic_key(tok) in _DIGIT_BY_KEY:
-            fixed.append(_DIGIT_BY_KEY[phonetic_key(tok)])
-        else:
-            fixed.append(tok)
+_PUNCT_TOKENS = frozenset(",;.!?")
+_DIGIT_FUZZY_CUTOFF = 80.0
+
+
+def _misheard_digit(tok: str) -> str | None:
+    """The digit word a token next to other digits was meant to be ("pocho" → "ocho")."""
+    if tok in _DIGIT_MISHEARD:
+        return _DIGIT_MISHEARD[tok]
+    if len(tok) < 4:
+        return None
+    key = phonetic_key(tok)
+    if key in _DIGIT_BY_KEY:
+        return _DIGIT_BY_KEY[key]
+    scored = [(fuzz.ratio(key, k), w) for k, w in _DIGIT_BY_KEY.items() if len(k) >= 4]
+    score, word = max(scored)
+    return word if score >= _DIGIT_FUZZY_CUTOFF else None
+
+
+def _digit_tokens(tokens: list[str]) -> list[tuple[str, bool]]:
+    """Normalised tokens (words, figures, punctuation) with the misheard digit words of a
+    dictation fixed; flag = part of a number. A word counts as a misheard digit only next to
+    another number ("cinco, pocho, dos"; "cero o uno"), so "pero" or "o" elsewhere stay."""
+    fixed = list(tokens)
     flags = [_is_number_word(t) for t in fixed]
-    # "o" and "un" count as digits only next to numbers ("cero o uno" is 0 0 1 when dictating);
-    # repeated so that "o o uno" works from the right.
+    words = [i for i, t in enumerate(fixed) if t not in _PUNCT_TOKENS]
     changed = True
-    while changed:
+    while changed:  # repeated so that "o o uno" works from the right
         changed = False
-        for i, tok in enumerate(fixed):
-            if tok in ("o", "un", "una") and not flags[i]:
-                before = i > 0 and flags[i - 1]
-                after = i + 1 < len(fixed) and flags[i + 1]
-                if before or after:
-                    fixed[i] = "cero" if tok == "o" else "uno"
-                    flags[i] = changed = True
+        for n, i in enumerate(words):
+            if flags[i]:
+                continue
+            before = n > 0 and flags[words[n - 1]]
+            after = n + 1 < len(words) and flags[words[n + 1]]
+            if not (before or after):
+                continue
+            tok = fixed[i]
+            digit = "uno" if tok in ("un", "una") else _misheard_digit(tok)
+            if digit is not None:
+                fixed[i] = digit
+                flags[i] = changed = True
     return list(zip(fixed, flags, strict=True))
+
+
+def _number_tokens(text: str) -> list[str]:
+    """Lower-case, accent-free words and figures, with pauses (, ; . ! ?) as their own marks."""
+    return _NUMBER_TOKEN.findall(strip_accents(text.lower()))
 
 
 def spoken_digits(text: str) -> str:
     """Every digit a caller dictated, in order, from words, figures or both:
     "cero cero uno, dos tres cuatro" → "001234"; "ochocientos nueve, cinco cinco cinco" →
     "809555"; "001-1234567-8" → "00112345678"; "o" heard for "cero" between digits counts."""
-    parts: list[str] = []
-    for chunk in re.split(r"([,;.!?])", strip_accents(text.lower())):
-        if chunk in ",;.!?":
-            parts.append(chunk)
-            continue
-        norm = normalize(chunk)
-        parts.append(" ".join(tok for tok, is_num in _digit_tokens(norm) if is_num or tok))
-    return extract_digits_sequence(" ".join(parts))
+    tokens = _digit_tokens(_number_tokens(text))
+    return extract_digits_sequence(" ".join(tok for tok, _ in tokens))
 
 
 def _digits_in_place(text: str) -> str:
@@ -466,10 +479,7 @@ def _digits_in_place(text: str) -> str:
     tokens = list(re.finditer(r"\d+|[A-Za-zÁÉÍÓÚÜÑáéíóúüñ]+", text))
     if not tokens:
         return text
-    norms = [normalize(t.group(0)) for t in tokens]
-    fixed = _digit_tokens(" ".join(norms))
-    if len(fixed) != len(tokens):  # normalisation split a token; leave the text alone
-        return text
+    fixed = _digit_tokens([strip_accents(t.group(0).lower()) for t in tokens])
     out: list[str] = []
     pos = 0
     i = 0
