@@ -11,7 +11,7 @@ from knowledge.base import (
 )
 from knowledge.embeddings import Embedder, LlamaIndexEmbedder, OpenAIEmbedder
 from knowledge.fusion import reciprocal_rank_fusion
-from knowledge.speech import citation, context_block, speakable_answer
+from knowledge.speech import citation, context_block, phone_answer, speakable_answer
 
 __all__ = [
     "Embedder",
@@ -24,6 +24,7 @@ __all__ = [
     "context_block",
     "default_source_dir",
     "embedder_from_settings",
+    "phone_answer",
     "reciprocal_rank_fusion",
     "reindex",
     "speakable_answer",

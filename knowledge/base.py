@@ -29,6 +29,7 @@ from llama_index.retrievers.bm25 import BM25Retriever
 from knowledge.chunking import DEFAULT_MAX_CHARS, build_nodes, source_files
 from knowledge.embeddings import Embedder, EmbeddingIndex, OpenAIEmbedder
 from knowledge.fusion import reciprocal_rank_fusion
+from knowledge.spelling import QueryCorrector
 from knowledge.text import ANALYZER_VERSION, TOKEN_PATTERN, SpanishAnalyzer, default_analyzer
 
 # bm25s sets its own logger to DEBUG when imported; its per-build chatter is not ours to log.
@@ -113,6 +114,11 @@ class _BM25:
         self.nodes = nodes
         self.analyzer = analyzer
         self.vocab: dict[str, int] = bm25.vocab_dict
+        # Misheard words ("sedula", "pasa porte") are respelled from the documents' own words.
+        self.corrector = QueryCorrector(
+            (f"{node.metadata.get('heading', '')} {node.text}" for node in nodes),
+            keep=analyzer.expansion_words,
+        )
 
     @classmethod
     def build(cls, nodes: list[TextNode], analyzer: SpanishAnalyzer) -> tuple[_BM25, Any]:
@@ -318,6 +324,7 @@ class KnowledgeBase:
         if k <= 0 or not query.strip():
             return []
         bm25, embeddings = self._state(), self._embeddings
+        query = bm25.corrector.correct(query)
         if embeddings is None:
             return [self._hit(bm25, i, score) for i, score in bm25.rank(query, k)]
         candidates = max(FUSION_CANDIDATES, k)
@@ -329,6 +336,10 @@ class KnowledgeBase:
             dense = []
         fused = reciprocal_rank_fusion([lexical, dense], limit=k)
         return [self._hit(bm25, i, score) for i, score in fused]
+
+    def correct(self, query: str) -> str:
+        """``query`` plus the knowledge base's spelling of words it misheard ("sedula")."""
+        return self._state().corrector.correct(query)
 
     async def asearch(self, query: str, k: int = 3) -> list[Hit]:
         """:meth:`search` in a worker thread, so the event loop never waits on it."""

@@ -11,10 +11,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from knowledge.base import Hit
 from knowledge.chunking import HEADING_SEPARATOR
-from knowledge.text import SpanishAnalyzer, default_analyzer
+from knowledge.text import SpanishAnalyzer, default_analyzer, fold_accents
 
 NO_CONTEXT = "No se encontró información sobre esto en la base de conocimiento de la oficina."
 
@@ -242,7 +243,7 @@ def speakable_answer(
     A bullet list that fits is read as one sentence ("a, b y c"); a list too long to read is
     reduced to its items that match the question. Always ≤ ``max_chars`` and free of Markdown.
     """
-    text = hit.text if isinstance(hit, Hit) else hit
+    text = hit if isinstance(hit, str) else hit.text
     analyzer = default_analyzer()
     units = [u for u in _units(text) if to_speech(u.text)]
     for unit in units:
@@ -265,7 +266,7 @@ def speakable_answer(
         # a la cita") every item of its list answers it. When it also asks for something more
         # specific that some items mention ("el teléfono de Santiago" → "Punto Ciudadano
         # Santiago"), only those items do.
-        heading = hit.heading.rsplit(HEADING_SEPARATOR, 1)[-1] if isinstance(hit, Hit) else ""
+        heading = "" if isinstance(hit, str) else hit.heading.rsplit(HEADING_SEPARATOR, 1)[-1]
         heading_terms = set(analyzer.tokenize(heading))
         residual = terms - heading_terms
         specific = any(_score(u, residual, analyzer) for u in units if u.group == best.group)
@@ -285,3 +286,170 @@ def speakable_answer(
             if len(_render(candidate)) <= max_chars:
                 selected = candidate
     return _truncate(_render(selected), max_chars)
+
+
+# --- answers for the phone -------------------------------------------------------------------
+
+# A caller keeps about two short sentences in mind; longer answers are cut or compressed.
+PHONE_MAX_WORDS = 35
+PHONE_MAX_SENTENCES = 2
+PHONE_MAX_CHARS = 240
+_CLAUSE_END = re.compile(r",\s|;\s|:\s|\s\(|\.\s")
+_WORDS = re.compile(r"\S+")
+
+
+def sentences(text: str) -> list[str]:
+    """The sentences of a spoken answer, as a listener hears them end."""
+    return [s for s in _SENTENCE_END.split(text.strip()) if s.strip()]
+
+
+def word_count(text: str) -> int:
+    return len(_WORDS.findall(text))
+
+
+def fits_phone(
+    text: str, max_words: int = PHONE_MAX_WORDS, max_sentences: int = PHONE_MAX_SENTENCES
+) -> bool:
+    """Short enough to be understood in one hearing."""
+    return word_count(text) <= max_words and len(sentences(text)) <= max_sentences
+
+
+def _item_head(item: str) -> str:
+    """The part of a list item a caller needs: "Acta de nacimiento certificada, original,
+    emitida hace menos de 6 meses" → "acta de nacimiento certificada". A "label: value" item
+    keeps its value ("Costo: 600 pesos"): that is the fact."""
+    item = item.strip().rstrip(" .;,")
+    if ": " in item:
+        label, _, value = item.partition(": ")
+        value = _SENTENCE_END.split(value, maxsplit=1)[0].rstrip(" .;,")
+        return f"{label}: {value}"
+    match = _CLAUSE_END.search(item)
+    head = item[: match.start()] if match else item
+    return re.sub(r"\s+(?:o|y|u|e)$", "", head)
+
+
+def _conditional(item: str) -> bool:
+    """ "Si es menor de 18 años y está casado, …": a case, not a requirement for everyone; its
+    head would lose the consequence, so a compressed list leaves it out."""
+    return bool(re.match(r"(?i)si\b", item.strip()))
+
+
+def _optional(item: str) -> bool:
+    """Permissions and notes ("Puede venir acompañado…", "No hace falta…") go next."""
+    return bool(re.match(r"(?i)(?:no hace falta|puede|pueden|también)\b", item.strip()))
+
+
+def _list_answer(hit: Any, query: str | None, max_words: int) -> str:
+    """A list read as one sentence of short items, the optional ones dropped if need be."""
+    text = hit if isinstance(hit, str) else hit.text
+    units = [u for u in _units(text) if u.group is not None]
+    if not units:
+        return ""
+    analyzer = default_analyzer()
+    terms = set(analyzer.query_terms(query)) if query else set()
+    groups: dict[int, list[_Unit]] = {}
+    for unit in units:
+        groups.setdefault(unit.group or 0, []).append(unit)
+    best = max(
+        groups.values(),
+        key=lambda g: (sum(_score(u, terms, analyzer) for u in g), len(g), -g[0].position),
+    )
+    heading = "" if isinstance(hit, str) else hit.heading.rsplit(HEADING_SEPARATOR, 1)[-1]
+    intro = to_speech(best[0].intro).rstrip(" :")
+    if not intro and re.search(r"(?i)\brequisitos?\b", fold_accents(heading.lower())):
+        intro = "Necesita"
+    items = [to_speech(u.text) for u in best]
+    items = [_item_head(i) for i in items if not _conditional(i)] or [_item_head(i) for i in items]
+    items = [i for i in items if i]
+    if intro == "Necesita":  # "Necesita: …, y puede venir acompañado" is not a requirement
+        items = [i for i in items if not _optional(i)] or items
+
+    def render(chosen: list[str]) -> str:
+        if any(": " in i for i in chosen):
+            body = "; ".join(chosen[:1] + [_lower_first(i) for i in chosen[1:]])
+        else:
+            body = _join_items(chosen)
+        if intro:
+            return _end_sentence(f"{intro}: {_lower_first(body)}")
+        return _end_sentence(body[:1].upper() + body[1:])
+
+    chosen = list(items)
+    while word_count(render(chosen)) > max_words:
+        optional = [i for i in chosen if _optional(i)]
+        if optional:
+            chosen.remove(optional[-1])
+        elif len(chosen) > 2:
+            chosen.pop()
+        else:
+            break
+    return render(chosen)
+
+
+def _cut(text: str, max_words: int, max_sentences: int) -> str:
+    """At most ``max_sentences`` sentences and ``max_words`` words, cut at a clause."""
+    kept = " ".join(sentences(text)[:max_sentences])
+    if word_count(kept) <= max_words:
+        return kept
+    words = _WORDS.findall(kept)[:max_words]
+    cut = " ".join(words)
+    for separator in (". ", "; ", ", ", " y "):
+        position = cut.rfind(separator)
+        if position >= len(cut) // 2:
+            cut = cut[:position]
+            break
+    return _end_sentence(cut.rstrip(" ,;:"))
+
+
+_SUBORDINATE = re.compile(r"(?i)(?:pero |y |o )?(?:si|cuando|aunque|mientras|porque|para que)\b")
+
+
+def _sound_cut(original: str, cut: str) -> bool:
+    """A cut answer still says something: its last sentence is whole, or was cut after a main
+    clause, not inside a condition ("Pero si falta a tres citas." says nothing)."""
+    last = sentences(cut)[-1] if sentences(cut) else ""
+    if last in sentences(original):
+        return True
+    return not (_SUBORDINATE.match(last) and "," not in last)
+
+
+def phone_answer(
+    hit: Any,
+    query: str | None = None,
+    max_words: int = PHONE_MAX_WORDS,
+    max_sentences: int = PHONE_MAX_SENTENCES,
+) -> str:
+    """The answer to read on the phone: at most two short sentences (≈35 words) that keep the
+    facts asked for. A requirements list becomes one sentence of short items; prose keeps the
+    sentences closest to the question."""
+    answer = speakable_answer(
+        hit, max_chars=PHONE_MAX_CHARS, query=query, max_sentences=max_sentences
+    )
+    if answer and fits_phone(answer, max_words, max_sentences):
+        return answer
+    listed = _list_answer(hit, query, max_words)
+    if listed and fits_phone(listed, max_words, max_sentences):
+        return listed
+    if answer and not listed:
+        cut = _cut(answer, max_words, max_sentences)
+        # A cut inside a later sentence keeps a bit of each; a cut that only drops whole
+        # sentences should drop the least relevant ones instead (below).
+        if cut not in sentences(answer) and _sound_cut(answer, cut):
+            return cut
+        # One whole sentence then: the one with the amount or the length of time when the
+        # question asks for one, else the one closest to the question.
+        single = speakable_answer(hit, max_chars=PHONE_MAX_CHARS, query=query, max_sentences=1)
+        whole = [s for s in sentences(answer) if fits_phone(s, max_words, 1)]
+        if _asks_for_number(query) and not re.search(r"\d", single):
+            whole = [s for s in whole if re.search(r"\d", s)] or whole
+        elif single and fits_phone(single, max_words, 1):
+            return single
+        if whole:
+            return whole[0]
+    return _cut(answer or listed, max_words, max_sentences)
+
+
+def _asks_for_number(query: str | None) -> bool:
+    from knowledge.variants import question_facet
+
+    facet = question_facet(query) if query else None
+    return facet is not None and facet.numeric

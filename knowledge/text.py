@@ -20,7 +20,7 @@ TOKEN_PATTERN = r"(?u)\b\w\w+\b"
 _TOKEN_RE = re.compile(TOKEN_PATTERN)
 
 # Bumped whenever tokens change, so persisted indexes built with older rules are rebuilt.
-ANALYZER_VERSION = "es-3"
+ANALYZER_VERSION = "es-4"
 
 # Words that carry no meaning for retrieval in a caller's question. Question words such as
 # "cuánto" or "dónde" are kept out of this list on purpose: query expansion uses them.
@@ -123,6 +123,10 @@ def _build_stopwords() -> frozenset[str]:
 
 STOPWORDS: frozenset[str] = _build_stopwords()
 
+# Words the Snowball stemmer splits from their family: "primer" → "prim" but "primera" →
+# "primer", "actas" keeps its "s" while "acta" has none. Applied before stemming.
+_STEM_FIXES = {"primer": "primer", "actas": "acta"}
+
 # Unaccented spellings of the commonest accented suffixes, restored before stemming so that
 # "renovacion" and "renovación" reduce to the same stem as "renovar".
 _REACCENT = (
@@ -164,6 +168,20 @@ def _expansion_source() -> dict[str, tuple[str, ...]]:
         "perdió": ("pérdida", "duplicado"),
         "robaron": ("robo", "duplicado"),
         "niño": ("menor",),
+        "niños": ("menor",),
+        "adolescente": ("menor",),
+        "muchacho": ("menor",),
+        "muchacha": ("menor",),
+        "menorcito": ("menor",),
+        "vencido": ("renovar",),
+        "vencida": ("renovar",),
+        "venció": ("renovar",),
+        "nació": ("nacimiento",),
+        "nací": ("nacimiento",),
+        "nacer": ("nacimiento",),
+        "boda": ("matrimonio",),
+        "difunto": ("defunción",),
+        "falleció": ("defunción",),
         "niña": ("menor",),
         "hijo": ("menor",),
         "hija": ("menor",),
@@ -215,6 +233,7 @@ class SpanishAnalyzer:
         self._cache: dict[str, str] = {}
         self._lock = threading.Lock()
         self.stopwords = STOPWORDS
+        self.expansion_words: frozenset[str] = frozenset(_expansion_source())
         self._expansions = {
             self.stem(word): tuple(self.stem(t) for t in targets)
             for word, targets in _expansion_source().items()
@@ -226,7 +245,10 @@ class SpanishAnalyzer:
         if cached is not None:
             return cached
         term = word
-        if not word.isdigit():
+        fixed = _STEM_FIXES.get(word)
+        if fixed is not None:
+            term = fixed
+        elif not word.isdigit():
             if word == fold_accents(word):
                 for pattern, replacement in _REACCENT:
                     term = pattern.sub(replacement, term)

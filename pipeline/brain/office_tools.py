@@ -53,9 +53,14 @@ Speaker = Callable[[Any, str], str]
 
 
 def _default_speakable(hit: Any, query: str) -> str:
-    from knowledge.speech import speakable_answer
+    from knowledge.speech import phone_answer
 
-    return speakable_answer(hit, query=query)
+    return phone_answer(hit, query=query)
+
+
+# Passages looked at to tell variants apart ("primera vez", "renovación", "menores"); the
+# caller still gets ``k`` of them.
+VARIANT_POOL = 8
 
 
 def _default_citation(hit: Any) -> str:
@@ -80,6 +85,7 @@ class OfficeTools:
         self.timeout_s = timeout_s
         self.search_k = search_k
         self._speakable = speakable or _default_speakable
+        self._outline_cache: tuple[str, Any] | None = None
         self._handlers: dict[str, Callable[[dict[str, Any], CallContext], Awaitable[dict]]] = {
             SEARCH_KNOWLEDGE: self._search_knowledge,
             CHECK_AVAILABILITY: self._check_availability,
@@ -123,26 +129,68 @@ class OfficeTools:
             raise _BadArgument("¿Qué desea saber?")
         if self.knowledge is None:
             return {"error": NO_KNOWLEDGE, "reason": "unavailable"}
-        k = _int(args.get("k"), self.search_k, 1, 10)
-        hits = await self.knowledge.asearch(query, k)
+        k = _int(args.get("k"), self.search_k, 1, 10) or self.search_k
+        hits = await self.knowledge.asearch(query, max(k, VARIANT_POOL))
+        return self._knowledge_result(query, hits, k)
+
+    def _knowledge_result(self, query: str, hits: list[Any], k: int) -> dict[str, Any]:
+        """Hits with the passage that answers first, its phone answer, or a question back.
+
+        ``clarify`` is present only when the question leaves open a variant that changes the
+        answer ("¿qué necesito para el pasaporte?"); ``answer`` is then that question, so a
+        brain that only reads ``answer`` still asks it. Searching again with the chosen option
+        appended to the query lands on that variant.
+        """
+        from knowledge.variants import choose
+
+        correct = getattr(self.knowledge, "correct", None)
+        heard = correct(query) if callable(correct) else query
+        choice = choose(heard, hits, self._outline(hits)) if hits else None
+        ordered = list(hits)
+        if choice is not None and choice.section is not None:
+            section = choice.section
+            same = [h for h in hits if (h.source, h.heading) == (section.source, section.heading)]
+            first = same[0] if same else section
+            ordered = [first, *(h for h in hits if h is not first)]
+        ordered = ordered[:k]
         rows = [
             {
                 "text": hit.text,
                 "source": hit.source,
                 "heading": hit.heading,
-                "score": round(float(hit.score), 4),
+                "score": round(float(getattr(hit, "score", 0.0)), 4),
                 "citation": _default_citation(hit),
             }
-            for hit in hits
+            for hit in ordered
         ]
-        answer = self._speakable(hits[0], query) if hits else None
-        return {
-            "query": query,
-            "hits": rows,
-            "answer": answer or None,
-            "source": rows[0]["source"] if rows else None,
-            "heading": rows[0]["heading"] if rows else None,
-        }
+        result: dict[str, Any] = {"query": query, "hits": rows}
+        if choice is not None and choice.clarify is not None:
+            result["answer"] = choice.clarify.question
+            result["clarify"] = choice.clarify.as_json()
+        else:
+            answer = self._speakable(ordered[0], heard) if ordered else None
+            result["answer"] = answer or None
+            if choice is not None and choice.variant:
+                result["variant"] = choice.variant
+        if choice is not None and choice.facet:
+            result["facet"] = choice.facet
+        result["source"] = rows[0]["source"] if rows else None
+        result["heading"] = rows[0]["heading"] if rows else None
+        return result
+
+    def _outline(self, hits: list[Any]) -> Any:
+        """The knowledge base's structure (variants, facets), rebuilt when it is reindexed;
+        from the hits alone for a knowledge source that cannot list its sections."""
+        from knowledge.variants import Outline, Section
+
+        info = getattr(self.knowledge, "info", None)
+        nodes = getattr(self.knowledge, "nodes", None)
+        key = getattr(info, "fingerprint", None)
+        if nodes is None or key is None:
+            return Outline(Section(h.source, h.heading, h.text) for h in hits)
+        if self._outline_cache is None or self._outline_cache[0] != key:
+            self._outline_cache = (key, Outline.from_nodes(nodes))
+        return self._outline_cache[1]
 
     # --- appointments ---------------------------------------------------------------------
     def _backend(self) -> BookingBackend:

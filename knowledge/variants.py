@@ -1,0 +1,545 @@
+"""Which variant of a procedure a caller asks about, and when to ask back instead.
+
+Many procedures come in variants: a first passport, a renewal, a minor's passport; a first
+cédula, a renewal, a duplicate. Their requirements and fees differ, so answering "¿qué necesito
+para el pasaporte?" from whichever passage BM25 ranks first is a coin toss. The knowledge files
+already say what the variants are: a document (``# Pasaporte``) has second-level sections
+(``## Renovación del pasaporte``), and a procedure's facets are third-level sections
+(``### Requisitos para renovar el pasaporte``, ``### Costo …``) or labelled items
+("- Costo: RD$600."). :class:`Outline` reads that structure from the indexed sections, so a new
+knowledge file written the same way gets variants without any code or word list.
+
+:func:`choose` then decides, for a question and its retrieved passages:
+
+a. the question names a variant ("renovar", "mi hijo" → menor, "primera vez") → answer from
+   that variant's section for what was asked (cost, requirements, duration, validity);
+b. it does not, and the variants disagree on what was asked → a short clarifying question with
+   two or three option labels taken from the headings ("¿primera vez, renovación o menores de
+   edad?"); appending an option to the question lands on that variant (case a);
+c. the variants agree, or one section covers them all ("Costos y vigencia del pasaporte") →
+   answer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from knowledge.chunking import HEADING_SEPARATOR
+from knowledge.text import SpanishAnalyzer, default_analyzer, fold_accents
+
+MAX_OPTIONS = 3
+# Two requirement lists "agree" when this share of the shorter one's words is in the other.
+AGREEMENT = 0.8
+
+
+@dataclass(frozen=True)
+class Facet:
+    """One kind of thing a caller asks about a procedure, as headings, questions and passages
+    say it (patterns apply to lower-case text without accents)."""
+
+    name: str
+    heading: re.Pattern[str]
+    question: re.Pattern[str]
+    evidence: re.Pattern[str]  # a sentence or list item that states this facet
+    lead: str  # first half of the clarifying question
+    numeric: bool  # compared by its amounts, not its words
+
+
+def _rx(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+FACETS: tuple[Facet, ...] = (
+    Facet(
+        "cost",
+        _rx(r"\b(?:costos?|precios?|tarifas?)\b"),
+        _rx(
+            r"\b(?:cuest\w*|cost\w*|cobr\w*|precio\w*|pag(?:o|a|ar|an|ue)|valen?|tarifa\w*|"
+            r"gratis|cuanto (?:es|sale|hay que))\b"
+        ),
+        _rx(r"rd\$|us\$|\bpesos\b|\bgratis\b|\bcuesta\b|\bcostos?:|\bsin costo\b"),
+        "El costo depende del caso",
+        True,
+    ),
+    Facet(
+        "requirements",
+        _rx(r"\brequisitos?\b"),
+        _rx(
+            r"\b(?:requisito\w*|necesit\w*|nesesit\w*|llev(?:o|ar|a|e)|papeles|papeleo|"
+            r"documentos|piden|pide|traer|traigo|hace falta)\b"
+        ),
+        _rx(r"\brequisitos?:"),
+        "Los requisitos dependen del caso",
+        False,
+    ),
+    Facet(
+        "duration",
+        _rx(r"\b(?:duracion|tiempo|entrega)\b"),
+        _rx(
+            r"\b(?:tarda\w*|dura|duran|demora\w*|cuanto tiempo|que tiempo|cuantos dias|"
+            r"list[oa]s?|entreg\w*)\b"
+        ),
+        _rx(
+            r"\blist[oa]s? en\b|\bse entrega\b|\bentrega(?:n|do)? en\b|\bdura unos\b|"
+            r"\bmismo dia\b|\b(?:duracion|entrega):"
+        ),
+        "El tiempo de entrega depende del caso",
+        True,
+    ),
+    Facet(
+        "validity",
+        _rx(r"\bvigencia\b"),
+        _rx(r"\b(?:vigencia|vigente|vence|vencimiento|cuantos anos)\b"),
+        _rx(r"\bvigencia\b|\bvale por\b|\bvalido por\b"),
+        "La vigencia depende del caso",
+        True,
+    ),
+)
+_BY_NAME = {facet.name: facet for facet in FACETS}
+
+_PREPOSITIONS = {"de", "del", "para", "por", "en", "sobre"}
+_ARTICLES = {"el", "la", "los", "las", "un", "una", "su", "sus"}
+_AMOUNT = re.compile(r"\b\d{1,3}(?:,\d{3})+\b|\b\d+\b")
+_UNIT = re.compile(r"(\d+) (dias|minutos|horas?|meses|anos)")
+_LABELLED_FACET = re.compile(
+    r"^\s*[-*+•]\s*(?:costos?|requisitos|duracion|tiempo de entrega|vigencia)\s*:", re.MULTILINE
+)
+_ITEM_OR_SENTENCE = re.compile(r"\n\s*[-*+•]\s+|\n\s*\d+[.)]\s+|(?<=[.!?])\s+|\n\s*\n")
+
+
+def _fold(text: str) -> str:
+    return fold_accents(text.lower())
+
+
+def question_facet(query: str) -> Facet | None:
+    """What a question asks about a procedure ("¿cuánto cuesta…?" → cost), if anything."""
+    norm = _fold(query)
+    return next((facet for facet in FACETS if facet.question.search(norm)), None)
+
+
+def heading_facets(title: str) -> frozenset[str]:
+    """Facets a section heading names: "Costo y tiempo de la renovación" → cost, duration."""
+    norm = _fold(title)
+    return frozenset(facet.name for facet in FACETS if facet.heading.search(norm))
+
+
+# --- the structure of the knowledge base -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Section:
+    """One section of a knowledge file (split pieces of one heading merged back)."""
+
+    source: str
+    heading: str
+    text: str
+    node_id: str = ""
+
+    @property
+    def parts(self) -> list[str]:
+        return self.heading.split(HEADING_SEPARATOR)
+
+    @property
+    def title(self) -> str:
+        return self.parts[-1]
+
+
+@dataclass
+class Branch:
+    """A second-level section of a document with everything under it: one variant of the
+    document's procedure ("Renovación del pasaporte") or a general section ("Costos y
+    vigencia del pasaporte", a heading that names only facets)."""
+
+    source: str
+    title: str
+    order: int
+    sections: list[Section] = field(default_factory=list)
+    terms: frozenset[str] = frozenset()  # what tells it apart from its siblings
+    label: str = ""
+    general: bool = False
+
+    @property
+    def is_variant(self) -> bool:
+        return not self.general and bool(self.terms)
+
+    @property
+    def is_procedure(self) -> bool:
+        """Has facets of its own: sub-sections ("### Costo") or labelled items ("- Costo:")."""
+        if any(len(s.parts) > 2 and heading_facets(s.title) for s in self.sections):
+            return True
+        return any(_LABELLED_FACET.search(_fold(s.text)) for s in self.sections)
+
+    def facet_section(self, facet: Facet) -> Section | None:
+        """The section of this branch that states ``facet``: a sub-section whose heading names
+        it, a branch heading that names it, or a branch whose own text states it."""
+        for section in self.sections:
+            if len(section.parts) > 2 and facet.name in heading_facets(section.title):
+                return section
+        own = self.sections[0] if self.sections and len(self.sections[0].parts) == 2 else None
+        if own is None:
+            return None
+        if facet.name in heading_facets(own.title):
+            return own
+        # A section without sub-sections that states the facet ("- Costo: RD$600.").
+        if len(self.sections) == 1 and facet.evidence.search(_fold(own.text)):
+            return own
+        return None
+
+
+@dataclass
+class Document:
+    """A knowledge file: its title, its introduction and its branches in file order."""
+
+    source: str
+    title: str
+    terms: frozenset[str]
+    intro: Section | None = None
+    branches: list[Branch] = field(default_factory=list)
+
+    def branch(self, heading: str) -> Branch | None:
+        parts = heading.split(HEADING_SEPARATOR)
+        if len(parts) < 2:
+            return None
+        return next((b for b in self.branches if b.title == parts[1]), None)
+
+    @property
+    def procedural(self) -> bool:
+        """Describes a procedure in variants: two or more branches have facets of their own.
+        Other documents (offices, FAQ) are answered from the best passage as it is."""
+        return sum(1 for b in self.variants if b.is_procedure) >= 2
+
+    @property
+    def variants(self) -> list[Branch]:
+        return [b for b in self.branches if b.is_variant]
+
+    def general_section(self, facet: Facet) -> Section | None:
+        """A section that states ``facet`` for the whole document (covering every variant)."""
+        for branch in self.branches:
+            if branch.general and facet.name in heading_facets(branch.title):
+                return branch.sections[0]
+        return None
+
+    def sections_naming(self, facet: Facet) -> list[Section]:
+        return [
+            s for b in self.branches for s in b.sections if facet.name in heading_facets(s.title)
+        ]
+
+
+class Outline:
+    """The documents of a knowledge base as variants and facets, read from heading paths."""
+
+    def __init__(self, sections: Iterable[Section], analyzer: SpanishAnalyzer | None = None):
+        self.analyzer = analyzer or default_analyzer()
+        merged: dict[tuple[str, str], Section] = {}
+        for section in sections:
+            key = (section.source, section.heading)
+            if key in merged:  # a long section split into pieces: one section again
+                first = merged[key]
+                merged[key] = Section(
+                    first.source, first.heading, f"{first.text}\n\n{section.text}", first.node_id
+                )
+            else:
+                merged[key] = section
+        self._sections = merged
+        self.documents: dict[str, Document] = {}
+        for section in merged.values():
+            self._add(section)
+        for document in self.documents.values():
+            self._describe(document)
+
+    @classmethod
+    def from_nodes(cls, nodes: Iterable[Any], analyzer: SpanishAnalyzer | None = None) -> Outline:
+        """From LlamaIndex nodes as the knowledge base indexes them."""
+        return cls(
+            (
+                Section(
+                    str(node.metadata.get("file_name", "")),
+                    str(node.metadata.get("heading", "")),
+                    node.text,
+                    node.node_id,
+                )
+                for node in nodes
+            ),
+            analyzer,
+        )
+
+    def section(self, source: str, heading: str) -> Section | None:
+        return self._sections.get((source, heading))
+
+    def _add(self, section: Section) -> None:
+        parts = section.parts
+        document = self.documents.get(section.source)
+        if document is None:
+            terms = frozenset(self.analyzer.tokenize(parts[0]))
+            document = Document(section.source, parts[0], terms)
+            self.documents[section.source] = document
+        if len(parts) == 1:
+            document.intro = section
+            return
+        branch = next((b for b in document.branches if b.title == parts[1]), None)
+        if branch is None:
+            branch = Branch(section.source, parts[1], len(document.branches))
+            document.branches.append(branch)
+        if len(parts) == 2:
+            branch.sections.insert(0, section)
+        else:
+            branch.sections.append(section)
+
+    def _describe(self, document: Document) -> None:
+        facet_words = {
+            t for b in document.branches for t in self.analyzer.tokenize(b.title)
+        } & _facet_terms(self.analyzer)
+        own = {
+            b.title: set(self.analyzer.tokenize(b.title)) - document.terms - facet_words
+            for b in document.branches
+        }
+        # A word most siblings share ("Punto Ciudadano …") tells none of them apart.
+        counts: dict[str, int] = {}
+        for terms in own.values():
+            for term in terms:
+                counts[term] = counts.get(term, 0) + 1
+        shared = {t for t, n in counts.items() if n >= 2 and 2 * n > len(document.branches)}
+        for branch in document.branches:
+            branch.general = bool(heading_facets(branch.title))
+            branch.terms = frozenset(own[branch.title] - shared)
+            branch.label = _label(branch.title, document.terms, self.analyzer)
+
+
+def _facet_terms(analyzer: SpanishAnalyzer) -> set[str]:
+    words = "costo costos precio tarifa requisitos duración tiempo entrega vigencia"
+    return set(analyzer.tokenize(words))
+
+
+def _label(title: str, topic: frozenset[str], analyzer: SpanishAnalyzer) -> str:
+    """A short spoken name for a variant: its heading without the document's own topic.
+
+    "Renovación de la cédula" → "renovación", "Pasaporte para menores de edad" → "menores de
+    edad", "Duplicado por pérdida, robo o deterioro" → "duplicado por pérdida".
+    """
+    words = title.split(",")[0].split()
+
+    def is_topic(word: str) -> bool:
+        return set(analyzer.tokenize(word)) <= topic and bool(analyzer.tokenize(word))
+
+    while len(words) > 1 and is_topic(words[0]):
+        words = words[1:]
+        while len(words) > 1 and _fold(words[0]) in _PREPOSITIONS:
+            words = words[1:]
+    for i, word in enumerate(words):
+        if i and _fold(word) in _PREPOSITIONS:
+            rest = [w for w in words[i + 1 :] if _fold(w) not in _ARTICLES | _PREPOSITIONS]
+            if rest and all(is_topic(w) for w in rest):
+                words = words[:i]
+                break
+    label = " ".join(words)
+    if len(words) > 1 and words[1][:1].isupper():  # a name: "Punto Ciudadano Santiago"
+        return label
+    return label[:1].lower() + label[1:]
+
+
+# --- choosing ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Clarify:
+    """A question that asks which variant the caller means, and its options in order."""
+
+    question: str
+    options: tuple[str, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"question": self.question, "options": list(self.options)}
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What to answer from (``section``), or what to ask first (``clarify``)."""
+
+    section: Section | None
+    clarify: Clarify | None = None
+    facet: str | None = None
+    variant: str | None = None  # label of the variant answered, when one was picked
+
+
+def join_options(options: Sequence[str]) -> str:
+    """ "a, b o c" (Spanish "o" before the last option)."""
+    if len(options) == 1:
+        return options[0]
+    return ", ".join(options[:-1]) + " o " + options[-1]
+
+
+def clarifying_question(facet: Facet, options: Sequence[str]) -> str:
+    """ "Los requisitos dependen del caso: ¿primera vez, renovación o menores de edad?" """
+    return f"{facet.lead}: ¿{join_options(options)}?"
+
+
+def choose(
+    query: str,
+    hits: Sequence[Any],
+    outline: Outline,
+) -> Choice:
+    """Pick the passage that answers ``query`` among ``hits`` (best first), or a question.
+
+    ``hits`` need ``source``, ``heading`` and ``text`` (``knowledge.Hit`` or alike).
+    """
+    if not hits:
+        return Choice(None)
+    analyzer = outline.analyzer
+    terms = set(analyzer.query_terms(query))
+    facet = question_facet(query)
+    facet_name = facet.name if facet else None
+    document = _focus(hits, query, terms, outline)
+    if document is None:
+        return Choice(_as_section(hits[0], outline), facet=facet_name)
+    doc_hits = [h for h in hits if h.source == document.source]
+    top = _as_section(doc_hits[0], outline)
+    if not document.procedural:
+        return Choice(top, facet=facet_name)
+    rank = _branch_rank(document, doc_hits)
+
+    named = _named(document, terms, rank)
+    if named is not None:
+        section = named.facet_section(facet) if facet else None
+        if section is None and facet is not None:
+            # The variant has no word on this ("¿cuánto tarda el acta de nacimiento?"): the
+            # document's section for it covers every variant.
+            section = document.general_section(facet) or _first_naming(document, facet, doc_hits)
+        if section is None and facet is None:
+            # Asked about the variant itself ("se me perdió la cédula"): its introduction.
+            section = next((s for s in named.sections if len(s.parts) == 2), None)
+        if section is None:
+            section = next(
+                (_as_section(h, outline) for h in doc_hits if document.branch(h.heading) is named),
+                named.sections[0] if named.sections else top,
+            )
+        return Choice(section, facet=facet_name, variant=named.label)
+
+    if facet is None:
+        return Choice(top)
+    general = document.general_section(facet)
+    if general is not None:
+        return Choice(general, facet=facet_name)
+    candidates = [b for b in document.variants if b.facet_section(facet) is not None]
+    if not candidates:
+        return Choice(top, facet=facet_name)
+    sections = [b.facet_section(facet) for b in candidates]
+    if len(candidates) == 1 or _agree([s for s in sections if s], facet, document, analyzer):
+        chosen = top if top in sections else sections[0]
+        return Choice(chosen, facet=facet_name)
+    offered = sorted(candidates, key=lambda b: (rank.get(b.title, len(hits)), b.order))
+    offered = sorted(offered[:MAX_OPTIONS], key=lambda b: b.order)
+    options = tuple(b.label for b in offered)
+    return Choice(None, Clarify(clarifying_question(facet, options), options), facet_name)
+
+
+def _as_section(hit: Any, outline: Outline) -> Section:
+    known = outline.section(hit.source, hit.heading)
+    return known or Section(hit.source, hit.heading, hit.text, getattr(hit, "node_id", ""))
+
+
+def _focus(hits: Sequence[Any], query: str, terms: set[str], outline: Outline) -> Document | None:
+    """The document the question is about: among the documents found, the one whose title
+    the question names ("…el pasaporte" → Pasaporte) even when a passage of another document
+    that mentions the passport ranks first; otherwise the best-ranked one. Words the caller
+    said count before words implied by them ("papeles" implies "documentos", which is in the
+    title of the apostille document but is not what the caller asked about)."""
+    said = set(outline.analyzer.tokenize(query))
+    best: tuple[int, int, int] | None = None
+    focus: Document | None = None
+    for index, hit in enumerate(hits):
+        document = outline.documents.get(hit.source)
+        if document is None:
+            continue
+        key = (-len(document.terms & said), -len(document.terms & terms), index)
+        if best is None or key < best:
+            best, focus = key, document
+    return focus
+
+
+def _branch_rank(document: Document, doc_hits: Sequence[Any]) -> dict[str, int]:
+    rank: dict[str, int] = {}
+    for index, hit in enumerate(doc_hits):
+        branch = document.branch(hit.heading)
+        if branch is not None:
+            rank.setdefault(branch.title, index)
+    return rank
+
+
+def _named(document: Document, terms: set[str], rank: dict[str, int]) -> Branch | None:
+    """The variant the question names, if any: most of its distinguishing words, then the
+    best-ranked."""
+    scored = [(len(_matching(b.terms, terms)), b) for b in document.variants]
+    scored = [(n, b) for n, b in scored if n]
+    if not scored:
+        return None
+    scored.sort(key=lambda nb: (-nb[0], rank.get(nb[1].title, 1_000), nb[1].order))
+    return scored[0][1]
+
+
+def _matching(branch_terms: frozenset[str], terms: set[str]) -> set[str]:
+    return {t for t in branch_terms if t in terms}
+
+
+def _first_naming(document: Document, facet: Facet, doc_hits: Sequence[Any]) -> Section | None:
+    for hit in doc_hits:
+        if facet.name in heading_facets(hit.heading.rsplit(HEADING_SEPARATOR, 1)[-1]):
+            found = _section_by_heading(document, hit.heading)
+            if found is not None:
+                return found
+    naming = document.sections_naming(facet)
+    return naming[0] if naming else None
+
+
+def _section_by_heading(document: Document, heading: str) -> Section | None:
+    branch = document.branch(heading)
+    if branch is None:
+        return None
+    return next((s for s in branch.sections if s.heading == heading), None)
+
+
+def facts(section: Section, facet: Facet, document: Document, analyzer: SpanishAnalyzer) -> set:
+    """What a section says about ``facet``, comparable between variants: amounts (with their
+    unit for durations) for numeric facets, content words otherwise."""
+    pieces = [p for p in _ITEM_OR_SENTENCE.split(section.text) if p.strip()]
+    if facet.numeric:
+        found: set[str] = set()
+        for piece in pieces:
+            norm = _fold(piece)
+            if not facet.evidence.search(norm):
+                continue
+            if facet.name == "cost":  # amounts of money; "gratis" is an amount too
+                found |= {a.replace(",", "") for a in _AMOUNT.findall(norm)}
+                if "gratis" in norm or "sin costo" in norm:
+                    found.add("gratis")
+            else:  # lengths of time: "45 minutos", "el mismo día"
+                found |= {f"{n} {u.rstrip('s')}" for n, u in _UNIT.findall(norm)}
+                if "mismo dia" in norm:
+                    found.add("mismo dia")
+        return found
+    return set(analyzer.tokenize(section.text)) - document.terms
+
+
+def _agree(
+    sections: list[Section], facet: Facet, document: Document, analyzer: SpanishAnalyzer
+) -> bool:
+    """Do all variants say the same about ``facet``? Amounts must be contained one in the
+    other (a renewal that omits the appointment's length still agrees); words must overlap
+    by :data:`AGREEMENT` of the shorter list."""
+    said = [facts(s, facet, document, analyzer) for s in sections]
+    for i, a in enumerate(said):
+        for b in said[i + 1 :]:
+            if not a or not b:
+                return False
+            if facet.numeric:
+                if not (a <= b or b <= a):
+                    return False
+            elif len(a & b) / min(len(a), len(b)) < AGREEMENT:
+                return False
+    return True
+
+
+def facet_by_name(name: str | None) -> Facet | None:
+    return _BY_NAME.get(name or "")
