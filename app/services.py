@@ -18,7 +18,13 @@ from app.call_records import StorageObserver
 from app.drain import Drain
 from app.knowledge_files import knowledge_source_dir
 from app.prompts import PromptStore
-from app.providers import build_batch_stt, build_live_stt, build_tts, warm_up_tts
+from app.providers import (
+    build_batch_stt,
+    build_live_stt,
+    build_tts,
+    start_prerender,
+    warm_up_tts,
+)
 from app.recent_calls import RecentCalls
 from app.recordings import (
     Recordings,
@@ -241,6 +247,14 @@ async def build_services(
         engines.brain = build_brain(
             settings, tools, prompts=prompts, knowledge=knowledge, metrics=metrics, closers=closers
         )
+    # The voice's fixed phrases, rendered in the background at the phone and web rates.
+    prerender = start_prerender(
+        engines.tts,
+        engines.brain,
+        sorted({settings.phone_pipeline_rate, settings.pipeline_sample_rate}),
+    )
+    if prerender is not None:
+        closers.append(prerender.cancel)
     recordings = recordings_from_settings(settings, on_saved=call_meta_writer(calls, recorder))
     if recordings is not None:  # off by default; when on, callers hear a consent notice first
         engines.brain = with_consent_notice(engines.brain)

@@ -125,6 +125,15 @@ class Settings(BaseSettings):
     tts_voice: str = "es-419+miguel"
     tts_rate_wpm: int = 160
     tts_pitch: int = 45
+    # The embedded voice callers hear; eSpeak (above) stays the last fallback. "pico": SVOX Pico
+    # es-ES, the default (best intelligibility over 8 kHz mu-law per unit of CPU, see
+    # bench/tts_voices_bench.py; there is no es-419 Pico voice); "kokoro": Kokoro-82M, opt-in
+    # (natural but ~0.6 core per second of speech); "espeak": eSpeak only.
+    tts_voice_engine: Literal["pico", "kokoro", "espeak"] = "pico"
+    tts_pico_speed: float = 0.9
+    tts_kokoro_voice: str = "jf_alpha"
+    # Recently spoken sentences kept as audio (the fixed phrases are pre-rendered on top).
+    tts_cache_mb: int = 32
 
     # --- brain and knowledge (issue 3) ---------------------------------------------------
     openai_model: str = Field(default="gpt-4o-mini", validation_alias=_plain("OPENAI_MODEL"))
@@ -264,8 +273,9 @@ class Settings(BaseSettings):
     # one in the chain (the embedded eSpeak, always last, has none).
     tts_first_byte_budget_s: float = 1.2
     tts_cooldown_s: float = 30.0  # a failed provider is skipped for this long
-    # Ordered, comma-separated; eSpeak always ends the chain. Empty = decided by the keys
-    # present: elevenlabs (key and voice id), openai, espeak.
+    # Ordered, comma-separated; eSpeak always ends the chain, preceded by the embedded voice
+    # (tts_voice_engine) unless listed elsewhere. Empty = decided by the keys present:
+    # elevenlabs (key and voice id), openai, then e.g. pico, espeak.
     tts_providers: str = Field(default="", validation_alias=_plain("TTS_PROVIDERS"))
 
     @property
@@ -276,7 +286,10 @@ class Settings(BaseSettings):
             wanted = ",".join(
                 n for n, ok in (("elevenlabs", eleven), ("openai", bool(self.openai_api_key))) if ok
             )
-        return _chain(wanted, "espeak")
+        chain = _chain(wanted, "espeak")
+        if self.tts_voice_engine != "espeak" and self.tts_voice_engine not in chain:
+            chain.insert(len(chain) - 1, self.tts_voice_engine)  # the embedded voice, then eSpeak
+        return chain
 
     # --- derived ----------------------------------------------------------------------------
     @property

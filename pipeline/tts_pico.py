@@ -162,6 +162,10 @@ def plain_plan(text: str) -> list[list[SpeechSegment]]:
 class PicoTTS:
     """TextToSpeech backed by SVOX Pico (es-ES): clear on the phone, ~250x real time.
 
+    Defaults from bench/tts_voices_bench.py: speed 0.9 (a little slower than Pico's own
+    pace reads better over the phone band) and volume 0.6 (at full volume Pico clips about 1 %
+    of its samples, which μ-law makes worse).
+
     ``planner`` turns text into pieces of normal and slow segments; the default is
     :func:`pipeline.speech_format.plan_speech`, which writes numbers as words and marks digit
     groups, codes, dates and times slow (read at ``slow_speed`` with ``group_pause_ms``
@@ -173,9 +177,9 @@ class PicoTTS:
     def __init__(
         self,
         voice: str = DEFAULT_VOICE,
-        speed: float = 1.0,
+        speed: float = 0.9,
         pitch: float = 1.0,
-        volume: float = 1.0,
+        volume: float = 0.6,
         slow_speed: float = 0.85,
         group_pause_ms: int = 150,
         planner: Planner | None = None,

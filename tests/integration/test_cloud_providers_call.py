@@ -36,7 +36,7 @@ async def test_deepgram_and_elevenlabs_from_settings_complete_a_call(live_server
         )
         settings = server.services.settings
         assert settings.stt_provider_chain == ["deepgram", "whisper"]
-        assert settings.tts_provider_chain == ["elevenlabs", "espeak"]
+        assert settings.tts_provider_chain == ["elevenlabs", "pico", "espeak"]
 
         result = await run_call(
             CallOptions(

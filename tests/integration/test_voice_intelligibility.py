@@ -1,0 +1,87 @@
+"""Can a caller understand the default voice over the phone? Whisper base as the listener.
+
+Twenty of the assistant's real sentences (questions, dates, times, cédula and phone read-backs,
+codes, knowledge answers) are spoken by the default embedded voice at the phone pipeline's
+8 kHz, band-limited to 300–3400 Hz and sent through G.711 μ-law, then transcribed with the
+server's STT settings. The word error rate must stay ≤ 0.10; eSpeak as it was before
+(issue 12: ≈ 0.44–0.6) must score clearly worse on the same path, so the test can fail.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.providers import embedded_voice
+from app.settings import Settings
+from bench.tts_voices_bench import PHRASES, normalize_for_wer, phone_path, wer
+from pipeline.engines import TextToSpeech
+from pipeline.speech_format import spoken_text
+from pipeline.stt import WhisperSTT
+from pipeline.tts import EspeakTTS
+
+pytestmark = pytest.mark.slow
+
+LINE_RATE = 8000
+# Every other sentence of the bench's 36, plus two more questions: all kinds are represented.
+SAMPLE = [*PHRASES[::2], PHRASES[1], PHRASES[3]]
+
+
+@pytest.fixture(scope="module")
+def listener(whisper_model_dir: Path) -> WhisperSTT:
+    s = Settings()
+    return WhisperSTT(
+        whisper_model_dir,
+        language=s.stt_language,
+        prompt=s.stt_prompt,
+        beam_size=s.stt_beam_size,
+        cpu_threads=s.stt_cpu_threads,
+        temperatures=s.stt_temperatures,
+    )
+
+
+async def heard(tts: TextToSpeech, stt: WhisperSTT, phrases: list[str]) -> list[str]:
+    out = []
+    for text in phrases:
+        audio = b"".join([c async for c in tts.synthesize(text, LINE_RATE)])
+        assert len(audio) > LINE_RATE  # at least half a second of speech per sentence
+        out.append((await stt.transcribe(phone_path(audio), LINE_RATE)).text)
+    return out
+
+
+def test_sample_covers_the_hard_cases() -> None:
+    joined = " ".join(SAMPLE)
+    assert len(SAMPLE) == 20
+    for needle in ("cédula", "TA-", "809-", "RD$", "de diciembre", "de la tarde"):
+        assert needle in joined, needle
+
+
+async def test_default_voice_is_understood_through_the_phone_band(listener: WhisperSTT) -> None:
+    settings = Settings()
+    voice = embedded_voice(settings, settings.tts_voice_engine)
+    assert voice is not None, f"default voice {settings.tts_voice_engine} unavailable"
+    references = [spoken_text(p) for p in SAMPLE]
+    default_heard = await heard(voice, listener, SAMPLE)
+    default_wer = wer(references, default_heard)
+    espeak = EspeakTTS(settings.tts_voice, settings.tts_rate_wpm, settings.tts_pitch, spoken=False)
+    espeak_wer = wer(references, await heard(espeak, listener, SAMPLE))
+    print(
+        f"\nFIGURE bot-speech WER after 8 kHz μ-law: {settings.tts_voice_engine} "
+        f"{default_wer:.3f}, eSpeak as before {espeak_wer:.3f} ({len(SAMPLE)} sentences)"
+    )
+    for ref, hyp in zip(references, default_heard, strict=True):
+        if normalize_for_wer(ref) != normalize_for_wer(hyp):
+            print(f"  said:  {ref}\n  heard: {hyp}")
+    assert default_wer <= 0.10
+    assert espeak_wer >= 0.25 and espeak_wer > 2.5 * default_wer
+
+
+def test_wer_normalizer_treats_digits_and_words_alike() -> None:
+    assert normalize_for_wer("el lunes veintitrés a las diez y media") == normalize_for_wer(
+        "El lunes 23, a las 10:30."
+    )
+    assert normalize_for_wer("cero cero uno, dos tres") == normalize_for_wer("001-23")
+    assert normalize_for_wer("RD$3,500") == normalize_for_wer("tres mil quinientos pesos")
+    assert normalize_for_wer("siete, ka, tres, pe, nueve") == normalize_for_wer("7K3P9")
+    assert normalize_for_wer("el martes") != normalize_for_wer("el miércoles")
