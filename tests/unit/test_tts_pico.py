@@ -39,7 +39,7 @@ def test_pico_render_speed_changes_duration() -> None:
 
 
 async def test_synthesize_yields_chunks_at_the_phone_rate() -> None:
-    tts = PicoTTS()
+    tts = PicoTTS(speed=1.0, volume=1.0)
     chunks = [c async for c in tts.synthesize(GREETING, 8000)]
     chunk_bytes = 8000 * CHUNK_MS // 1000 * 2
     assert len(chunks) > 5
