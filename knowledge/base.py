@@ -118,6 +118,7 @@ class _BM25:
         self.corrector = QueryCorrector(
             (f"{node.metadata.get('heading', '')} {node.text}" for node in nodes),
             keep=analyzer.expansion_words,
+            stem=analyzer.stem,
         )
 
     @classmethod

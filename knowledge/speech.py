@@ -9,6 +9,7 @@ what TTS would misread.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -232,6 +233,17 @@ def _score(unit: _Unit, terms: set[str], analyzer: SpanishAnalyzer) -> int:
     return len(terms & set(analyzer.tokenize(unit.intro + " " + unit.text)))
 
 
+def _weighted_scores(
+    units: list[_Unit], terms: set[str], analyzer: SpanishAnalyzer
+) -> dict[int, float]:
+    """How well each unit matches the question. A word found in one sentence of the passage
+    tells more than one found in all of them: "¿cuánto cuesta el pasaporte urgente?" is about
+    the sentence with "urgente"."""
+    found = {u.position: terms & set(analyzer.tokenize(f"{u.intro} {u.text}")) for u in units}
+    spread = Counter(t for words in found.values() for t in words)
+    return {position: sum(1 / spread[t] for t in words) for position, words in found.items()}
+
+
 def speakable_answer(
     hit: Hit | str,
     max_chars: int = 300,
@@ -252,7 +264,7 @@ def speakable_answer(
     if not units:
         return ""
     terms = set(analyzer.query_terms(query)) if query else set()
-    scores = {u.position: _score(u, terms, analyzer) for u in units}
+    scores = _weighted_scores(units, terms, analyzer)
     best = max(units, key=lambda u: (scores[u.position], -u.position))
 
     selected: list[_Unit] = []
@@ -427,25 +439,65 @@ def phone_answer(
     if answer and fits_phone(answer, max_words, max_sentences):
         return answer
     listed = _list_answer(hit, query, max_words)
+    if listed and fits_phone(listed, max_words, max_sentences) and _wants_list(hit, query):
+        return listed
+    if answer:
+        cut = _cut(answer, max_words, max_sentences)
+        # A cut inside a later sentence keeps a bit of each ("Le esperamos 15 minutos. Si llega
+        # más tarde, la cita se pierde"); a cut that only drops whole sentences should drop the
+        # least relevant ones instead (below).
+        if sentences(cut)[-1:] != sentences(answer)[len(sentences(cut)) - 1 : len(sentences(cut))]:
+            if _sound_cut(answer, cut):
+                return cut
+    greedy = _best_first(hit, query, max_words, max_sentences)
+    if greedy:
+        return greedy
     if listed and fits_phone(listed, max_words, max_sentences):
         return listed
-    if answer and not listed:
-        cut = _cut(answer, max_words, max_sentences)
-        # A cut inside a later sentence keeps a bit of each; a cut that only drops whole
-        # sentences should drop the least relevant ones instead (below).
-        if cut not in sentences(answer) and _sound_cut(answer, cut):
-            return cut
-        # One whole sentence then: the one with the amount or the length of time when the
-        # question asks for one, else the one closest to the question.
-        single = speakable_answer(hit, max_chars=PHONE_MAX_CHARS, query=query, max_sentences=1)
-        whole = [s for s in sentences(answer) if fits_phone(s, max_words, 1)]
-        if _asks_for_number(query) and not re.search(r"\d", single):
-            whole = [s for s in whole if re.search(r"\d", s)] or whole
-        elif single and fits_phone(single, max_words, 1):
-            return single
-        if whole:
-            return whole[0]
     return _cut(answer or listed, max_words, max_sentences)
+
+
+def _wants_list(hit: Any, query: str | None) -> bool:
+    """A requirements list is read whole (compressed): every item is something to bring."""
+    from knowledge.variants import question_facet
+
+    heading = "" if isinstance(hit, str) else fold_accents(hit.heading.lower())
+    facet = question_facet(query) if query else None
+    return bool(re.search(r"\brequisitos?\b", heading)) or (
+        facet is not None and facet.name == "requirements"
+    )
+
+
+def _best_first(hit: Any, query: str | None, max_words: int, max_sentences: int) -> str:
+    """The units closest to the question, best first, while the answer still fits."""
+    text = hit if isinstance(hit, str) else hit.text
+    units = [u for u in _units(text) if to_speech(u.text)]
+    for unit in units:
+        unit.text = to_speech(unit.text)
+        unit.intro = to_speech(unit.intro)
+    analyzer = default_analyzer()
+    terms = set(analyzer.query_terms(query)) if query else set()
+    # Words the heading already has ("La Romana" in "Punto Ciudadano La Romana") chose the
+    # section; the other words ("hora") choose the sentence.
+    heading = "" if isinstance(hit, str) else hit.heading.rsplit(HEADING_SEPARATOR, 1)[-1]
+    terms = (terms - set(analyzer.tokenize(heading))) or terms
+    scores = _weighted_scores(units, terms, analyzer)
+    wants_number = _asks_for_number(query)
+    ranked = sorted(
+        units,
+        key=lambda u: (
+            -(scores[u.position] + (0.5 if wants_number and re.search(r"\d", u.text) else 0)),
+            u.position,
+        ),
+    )
+    selected: list[_Unit] = []
+    for unit in ranked:
+        if selected and terms and scores[unit.position] == 0:
+            break
+        candidate = [*selected, unit]
+        if fits_phone(_render(candidate), max_words, max_sentences):
+            selected = candidate
+    return _render(selected)
 
 
 def _asks_for_number(query: str | None) -> bool:

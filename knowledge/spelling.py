@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from rapidfuzz import fuzz, process
 
@@ -55,7 +55,15 @@ def sound_key(word: str) -> str:
 class QueryCorrector:
     """Adds the knowledge base's spelling of misheard words to a query."""
 
-    def __init__(self, texts: Iterable[str], keep: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        texts: Iterable[str],
+        keep: Iterable[str] = (),
+        stem: Callable[[str], str] | None = None,
+    ) -> None:
+        # With a stemmer, a respelling that stems like the word heard adds nothing to BM25
+        # ("cobrando" → "cobran") and is left out: it would only double that word's weight.
+        self._stem = stem
         counts: Counter[str] = Counter()
         for text in texts:
             counts.update(fold_accents(w.lower()) for w in _WORD.findall(text))
@@ -97,13 +105,15 @@ class QueryCorrector:
         extra: list[str] = []
         for word in words:
             fixed = self.correction(word)
-            if fixed:
+            if fixed and not (self._stem and self._stem(fixed) == self._stem(word.lower())):
                 extra.append(fixed)
         for first, second in itertools.pairwise(words):
-            if len(first) < 3 or len(second) < 3 or (self.known(first) and self.known(second)):
+            if len(first) < 2 or len(second) < 2 or (self.known(first) and self.known(second)):
                 continue  # two real words side by side ("pasaporte vencido") stay two words
             # Only exact or same-sound joins: a fuzzy one would glue articles onto words.
             joined = fold_accents((first + second).lower())
+            if len(joined) < 6:
+                continue
             fixed = joined if joined in self._known else self._by_sound.get(sound_key(joined))
             if fixed:
                 extra.append(fixed)

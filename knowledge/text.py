@@ -180,6 +180,8 @@ def _expansion_source() -> dict[str, tuple[str, ...]]:
         "nací": ("nacimiento",),
         "nacer": ("nacimiento",),
         "boda": ("matrimonio",),
+        "sirve": ("usa",),
+        "sirven": ("usa",),
         "difunto": ("defunción",),
         "falleció": ("defunción",),
         "niña": ("menor",),

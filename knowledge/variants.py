@@ -46,6 +46,7 @@ class Facet:
     evidence: re.Pattern[str]  # a sentence or list item that states this facet
     lead: str  # first half of the clarifying question
     numeric: bool  # compared by its amounts, not its words
+    hint: str  # words that point the spoken answer at the sentence stating it
 
 
 def _rx(pattern: str) -> re.Pattern[str]:
@@ -63,6 +64,7 @@ FACETS: tuple[Facet, ...] = (
         _rx(r"rd\$|us\$|\bpesos\b|\bgratis\b|\bcuesta\b|\bcostos?:|\bsin costo\b"),
         "El costo depende del caso",
         True,
+        "cuesta costo pesos gratis",
     ),
     Facet(
         "requirements",
@@ -74,6 +76,7 @@ FACETS: tuple[Facet, ...] = (
         _rx(r"\brequisitos?:"),
         "Los requisitos dependen del caso",
         False,
+        "requisitos necesita",
     ),
     Facet(
         "duration",
@@ -88,6 +91,7 @@ FACETS: tuple[Facet, ...] = (
         ),
         "El tiempo de entrega depende del caso",
         True,
+        "listo lista entrega",
     ),
     Facet(
         "validity",
@@ -96,6 +100,7 @@ FACETS: tuple[Facet, ...] = (
         _rx(r"\bvigencia\b|\bvale por\b|\bvalido por\b"),
         "La vigencia depende del caso",
         True,
+        "vigencia vale años válido",
     ),
 )
 _BY_NAME = {facet.name: facet for facet in FACETS}
@@ -362,6 +367,7 @@ class Choice:
     clarify: Clarify | None = None
     facet: str | None = None
     variant: str | None = None  # label of the variant answered, when one was picked
+    source: str | None = None  # the document the question is about
 
 
 def join_options(options: Sequence[str]) -> str:
@@ -396,9 +402,9 @@ def choose(
         return Choice(_as_section(hits[0], outline), facet=facet_name)
     doc_hits = [h for h in hits if h.source == document.source]
     top = _as_section(doc_hits[0], outline)
-    if not document.procedural:
-        return Choice(top, facet=facet_name)
     rank = _branch_rank(document, doc_hits)
+    if not document.procedural:
+        return _plain(document, top, facet, _named(document, terms, rank))
 
     named = _named(document, terms, rank)
     if named is not None:
@@ -426,13 +432,31 @@ def choose(
     if not candidates:
         return Choice(top, facet=facet_name)
     sections = [b.facet_section(facet) for b in candidates]
-    if len(candidates) == 1 or _agree([s for s in sections if s], facet, document, analyzer):
-        chosen = top if top in sections else sections[0]
+    stated = [s for s in sections if s is not None]
+    if len(candidates) == 1 or _agree(stated, facet, document, analyzer):
+        # The variant that says the most ("30 minutos, 10 días") covers the others.
+        said = {s.heading: len(facts(s, facet, document, analyzer)) for s in stated}
+        chosen = max(stated, key=lambda s: (said[s.heading], s == top))
         return Choice(chosen, facet=facet_name)
     offered = sorted(candidates, key=lambda b: (rank.get(b.title, len(hits)), b.order))
     offered = sorted(offered[:MAX_OPTIONS], key=lambda b: b.order)
     options = tuple(b.label for b in offered)
-    return Choice(None, Clarify(clarifying_question(facet, options), options), facet_name)
+    question = Clarify(clarifying_question(facet, options), options)
+    return Choice(None, question, facet_name, source=document.source)
+
+
+def _plain(document: Document, top: Section, facet: Facet | None, named: Branch | None) -> Choice:
+    """A document that is not a procedure in variants (offices, FAQ): the best passage, unless
+    that is only the document's overview and a section answers better: the one the question
+    names ("…en La Romana") or the one for what it asks ("¿cuánto cobran…?" → "Costo …")."""
+    facet_name = facet.name if facet else None
+    if len(top.parts) > 1:
+        return Choice(top, facet=facet_name)
+    if named is not None and named.sections:
+        own = next((s for s in named.sections if len(s.parts) == 2), named.sections[0])
+        return Choice(own, facet=facet_name, variant=named.label)
+    general = document.general_section(facet) if facet else None
+    return Choice(general or top, facet=facet_name)
 
 
 def _as_section(hit: Any, outline: Outline) -> Section:
@@ -443,7 +467,8 @@ def _as_section(hit: Any, outline: Outline) -> Section:
 def _focus(hits: Sequence[Any], query: str, terms: set[str], outline: Outline) -> Document | None:
     """The document the question is about: among the documents found, the one whose title
     the question names ("…el pasaporte" → Pasaporte) even when a passage of another document
-    that mentions the passport ranks first; otherwise the best-ranked one. Words the caller
+    that mentions the passport ranks first (only procedures in variants count: "la cita" is
+    said in passing in many questions); otherwise the best-ranked one. Words the caller
     said count before words implied by them ("papeles" implies "documentos", which is in the
     title of the apostille document but is not what the caller asked about)."""
     said = set(outline.analyzer.tokenize(query))
@@ -453,7 +478,12 @@ def _focus(hits: Sequence[Any], query: str, terms: set[str], outline: Outline) -
         document = outline.documents.get(hit.source)
         if document is None:
             continue
-        key = (-len(document.terms & said), -len(document.terms & terms), index)
+        named = document.procedural  # other titles ("Citas") are named in passing too often
+        key = (
+            -len(document.terms & said) if named else 0,
+            -len(document.terms & terms) if named else 0,
+            index,
+        )
         if best is None or key < best:
             best, focus = key, document
     return focus

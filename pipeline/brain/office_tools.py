@@ -141,12 +141,14 @@ class OfficeTools:
         brain that only reads ``answer`` still asks it. Searching again with the chosen option
         appended to the query lands on that variant.
         """
-        from knowledge.variants import choose
+        from knowledge.variants import choose, facet_by_name
 
         correct = getattr(self.knowledge, "correct", None)
         heard = correct(query) if callable(correct) else query
         choice = choose(heard, hits, self._outline(hits)) if hits else None
         ordered = list(hits)
+        if choice is not None and choice.source is not None:  # asking back: its document first
+            ordered.sort(key=lambda h: h.source != choice.source)
         if choice is not None and choice.section is not None:
             section = choice.section
             same = [h for h in hits if (h.source, h.heading) == (section.source, section.heading)]
@@ -168,7 +170,9 @@ class OfficeTools:
             result["answer"] = choice.clarify.question
             result["clarify"] = choice.clarify.as_json()
         else:
-            answer = self._speakable(ordered[0], heard) if ordered else None
+            # The facet's own words point the answer at the sentence that states it.
+            hint = facet_by_name(choice.facet).hint if choice and choice.facet else ""
+            answer = self._speakable(ordered[0], f"{heard} {hint}".strip()) if ordered else None
             result["answer"] = answer or None
             if choice is not None and choice.variant:
                 result["variant"] = choice.variant
