@@ -30,7 +30,12 @@ sys.path.insert(0, str(ROOT))
 
 from app.booking import CATALOG  # noqa: E402
 from app.settings import DEFAULT_STT_PROMPT  # noqa: E402
-from pipeline.brain.heard import DIGITS_PROMPT, repair_transcript, whisper_prompt  # noqa: E402
+from pipeline.brain.heard import (  # noqa: E402
+    DIGITS_PROMPT,
+    repair_transcript,
+    spoken_digits,
+    whisper_prompt,
+)
 from pipeline.brain.spanish_text import normalize, words_to_digits  # noqa: E402
 from pipeline.stt import WhisperSTT  # noqa: E402
 from telephony.caller_voices import VOICES, VoiceUnavailable, available, render  # noqa: E402
@@ -158,9 +163,6 @@ class Utterance:
 @dataclass
 class Scores:
     texts: list[tuple[str, str, str | None]] = field(default_factory=list)  # ref, heard, expect
-    refs: list[str] = field(default_factory=list)
-    raw: list[str] = field(default_factory=list)
-    repaired: list[str] = field(default_factory=list)
     per3s: list[float] = field(default_factory=list)
 
 
@@ -212,6 +214,37 @@ def noise_clips(n: int) -> list[bytes]:
     return clips
 
 
+_CALENDAR = frozenset(
+    "lunes martes miercoles jueves viernes sabado domingo enero febrero marzo abril mayo junio "
+    "julio agosto septiembre setiembre octubre noviembre diciembre".split()
+)
+
+
+def office_facts(text: str, expect: str | None) -> set[str]:
+    """What the dialogue takes from an utterance: services, offices, weekdays and months,
+    and for a dictated number the whole digit string (exact matching only, as before
+    repair)."""
+    norm = normalize(text)
+    facts = {f"service:{c}" for c in CATALOG.find_services(norm, exact=True)}
+    facts |= {f"office:{c}" for c in CATALOG.find_offices(norm, exact=True)}
+    facts |= {f"day:{w}" for w in norm.split() if w in _CALENDAR}
+    if expect == "cedula":
+        facts.add(f"digits:{spoken_digits(text)}")
+    return facts
+
+
+def fact_recall(texts: list[tuple[str, str, str | None]], repaired: bool) -> tuple[int, int]:
+    """(facts of the reference found in what was heard, facts in the reference)."""
+    found = total = 0
+    for reference, heard, expect in texts:
+        want = office_facts(reference, expect)
+        if repaired:
+            heard = repair_transcript(heard, CATALOG, expect)
+        found += len(want & office_facts(heard, expect))
+        total += len(want)
+    return found, total
+
+
 def wer(refs: list[str], hyps: list[str]) -> float:
     pairs = [(r, h) for r, h in zip(refs, hyps, strict=True) if r]
     if not pairs:
@@ -248,9 +281,6 @@ def run(args: argparse.Namespace) -> dict:
                 dropped += bool(result.extra.get("dropped")) and not result.text
                 scores = by_family[u.family]
                 scores.texts.append((u.reference, result.text, u.expect))
-                scores.refs.append(wer_text(u.reference))
-                scores.raw.append(wer_text(result.text))
-                scores.repaired.append(wer_text(repair_transcript(result.text, CATALOG, u.expect)))
                 scores.per3s.append(result.elapsed_s / max(result.audio_s, 0.5) * 3.0)
             stt.prompt = setting.prompt
             phantoms = [stt._transcribe_sync(c, LINE_RATE).text for c in clips]
@@ -259,39 +289,23 @@ def run(args: argparse.Namespace) -> dict:
                 "dropped_as_hallucination": int(dropped),
                 "phantoms_on_noise": sum(bool(p) for p in phantoms),
                 "phantom_texts": [p for p in phantoms if p],
-                "families": {},
+                "ms_per_3s_p50": round(
+                    1000 * statistics.median([x for sc in by_family.values() for x in sc.per3s])
+                ),
+                "families": {
+                    f: {"ms_per_3s_p50": round(1000 * statistics.median(sc.per3s))}
+                    for f, sc in by_family.items()
+                },
+                "heard": {f: sc.texts for f, sc in by_family.items()},
             }
-            all_per3s: list[float] = []
-            for family, scores in by_family.items():
-                all_per3s += scores.per3s
-                entry["families"][family] = {
-                    "n": len(scores.refs),
-                    "wer_raw": round(wer(scores.refs, scores.raw), 3),
-                    "wer_repaired": round(wer(scores.refs, scores.repaired), 3),
-                    "ms_per_3s_p50": round(1000 * statistics.median(scores.per3s)),
-                }
-            entry["ms_per_3s_p50"] = round(1000 * statistics.median(all_per3s))
-            entry["heard"] = {f: s.texts for f, s in by_family.items()}
-            entry["wer_raw_all"] = round(
-                wer(
-                    [r for s in by_family.values() for r in s.refs],
-                    [h for s in by_family.values() for h in s.raw],
-                ),
-                3,
-            )
-            entry["wer_repaired_all"] = round(
-                wer(
-                    [r for s in by_family.values() for r in s.refs],
-                    [h for s in by_family.values() for h in s.repaired],
-                ),
-                3,
-            )
+            score(entry)
             report["settings"][setting.name] = entry
-            print(f"{setting.name}: {json.dumps(entry, ensure_ascii=False)}", flush=True)
+            brief = {k: v for k, v in entry.items() if k != "heard"}
+            print(f"{setting.name}: {json.dumps(brief, ensure_ascii=False)}", flush=True)
             if args.show_errors:
-                for family, scores in by_family.items():
-                    for r, h in zip(scores.refs, scores.repaired, strict=True):
-                        if r != h:
+                for family, texts in entry["heard"].items():
+                    for r, h, e in texts:
+                        if wer_text(r) != wer_text(repair_transcript(h, CATALOG, e)):
                             print(f"   [{family}] {r!r} -> {h!r}")
     finally:
         stt.close()
@@ -300,41 +314,64 @@ def run(args: argparse.Namespace) -> dict:
     return report
 
 
+def score(entry: dict) -> None:
+    """WER and office-fact recall per family, raw and after ``repair_transcript``, from the
+    saved transcripts of one setting (so a saved run can be scored again after a change
+    to the repairs, without transcribing again: ``--rescore``)."""
+    every: tuple[list[str], list[str], list[str]] = ([], [], [])
+    facts = [0, 0, 0]
+    for family, texts in entry["heard"].items():
+        refs = [wer_text(r) for r, _, _ in texts]
+        raw = [wer_text(h) for _, h, _ in texts]
+        fixed = [wer_text(repair_transcript(h, CATALOG, e)) for _, h, e in texts]
+        found_raw, total = fact_recall(texts, repaired=False)
+        found_fixed, _ = fact_recall(texts, repaired=True)
+        entry["families"].setdefault(family, {}).update(
+            n=len(texts),
+            wer_raw=round(wer(refs, raw), 3),
+            wer_repaired=round(wer(refs, fixed), 3),
+            facts_raw=round(found_raw / max(total, 1), 3),
+            facts_repaired=round(found_fixed / max(total, 1), 3),
+            facts=total,
+        )
+        for bucket, values in zip(every, (refs, raw, fixed), strict=True):
+            bucket.extend(values)
+        facts = [facts[0] + found_raw, facts[1] + found_fixed, facts[2] + total]
+    entry["wer_raw_all"] = round(wer(every[0], every[1]), 3)
+    entry["wer_repaired_all"] = round(wer(every[0], every[2]), 3)
+    entry["facts_raw_all"] = round(facts[0] / max(facts[2], 1), 3)
+    entry["facts_repaired_all"] = round(facts[1] / max(facts[2], 1), 3)
+
+
 def rescore(report: dict) -> dict:
-    """Recompute the repaired WER of a saved run with the current ``repair_transcript``
-    (the recogniser's output is kept in the JSON, so repairs can be compared without
-    transcribing again)."""
     for entry in report["settings"].values():
-        every: tuple[list[str], list[str], list[str]] = ([], [], [])
-        for family, texts in entry["heard"].items():
-            refs = [wer_text(r) for r, _, _ in texts]
-            raw = [wer_text(h) for _, h, _ in texts]
-            fixed = [wer_text(repair_transcript(h, CATALOG, e)) for _, h, e in texts]
-            entry["families"][family]["wer_repaired"] = round(wer(refs, fixed), 3)
-            for bucket, values in zip(every, (refs, raw, fixed), strict=True):
-                bucket.extend(values)
-        entry["wer_raw_all"] = round(wer(every[0], every[1]), 3)
-        entry["wer_repaired_all"] = round(wer(every[0], every[2]), 3)
+        score(entry)
     return report
 
 
 def markdown(report: dict, families: list[str]) -> str:
-    head = "| setting | " + " | ".join(f"{f} raw / repaired" for f in families)
-    head += " | all raw / repaired | ms per 3 s (p50) | phantoms on noise |"
-    rule = "|" + "---|" * (len(families) + 4)
-    rows = [head, rule]
-    for name, e in report["settings"].items():
-        cells = [
-            f"{e['families'][f]['wer_raw']:.3f} / {e['families'][f]['wer_repaired']:.3f}"
-            for f in families
-        ]
-        rows.append(
-            f"| {name} | "
-            + " | ".join(cells)
-            + f" | {e['wer_raw_all']:.3f} / {e['wer_repaired_all']:.3f} | {e['ms_per_3s_p50']}"
-            + f" | {e['phantoms_on_noise']} |"
-        )
-    return "\n".join(rows)
+    """Two tables: WER per family (raw / repaired), and office facts recovered per family."""
+    out = []
+    tables = (
+        ("WER", "wer_raw", "wer_repaired", ("wer_raw_all", "wer_repaired_all")),
+        ("facts", "facts_raw", "facts_repaired", ("facts_raw_all", "facts_repaired_all")),
+    )
+    for title, raw, fixed, everyone in tables:
+        head = f"| {title}: setting | " + " | ".join(f"{f} raw / repaired" for f in families)
+        head += " | all raw / repaired | ms per 3 s (p50) | phantoms on noise |"
+        rows = [head, "|" + "---|" * (len(families) + 4)]
+        for name, e in report["settings"].items():
+            cells = [
+                f"{e['families'][f][raw]:.3f} / {e['families'][f][fixed]:.3f}" for f in families
+            ]
+            rows.append(
+                f"| {name} | "
+                + " | ".join(cells)
+                + f" | {e[everyone[0]]:.3f} / {e[everyone[1]]:.3f} | {e['ms_per_3s_p50']}"
+                + f" | {e['phantoms_on_noise']} |"
+            )
+        out.append("\n".join(rows))
+    return "\n\n".join(out)
 
 
 def main() -> None:

@@ -115,16 +115,20 @@ class Catalog:
         found = self.find_offices(normalize(repair_transcript(value, self, "office")))
         return found[0] if len(found) == 1 else None
 
-    def find_services(self, norm: str) -> list[str]:
+    def find_services(self, norm: str, *, exact: bool = False) -> list[str]:
         """Service codes mentioned in normalised text, in order of mention. Misheard words
-        ("sédula", "pasa porte", "antesedentes", "renovar mi fe") count as the service."""
-        return self._find(repair_for_matching(norm, self), self._service_patterns)
+        ("sédula", "pasa porte", "antesedentes", "renovar mi fe") count as the service,
+        unless ``exact``."""
+        text = norm if exact else repair_for_matching(norm, self)
+        return self._find(text, self._service_patterns)
 
-    def find_offices(self, norm: str) -> list[str]:
+    def find_offices(self, norm: str, *, exact: bool = False) -> list[str]:
         """Office codes mentioned in normalised text. "santo domingo" alone matches both
         Santo Domingo offices, which the caller then has to tell apart. Misheard words
-        ("oficia principal", "Santiago de los Cabayeros") count as the office."""
-        return self._find(repair_for_matching(norm, self), self._office_patterns)
+        ("oficia principal", "Santiago de los Cabayeros") count as the office, unless
+        ``exact``."""
+        text = norm if exact else repair_for_matching(norm, self)
+        return self._find(text, self._office_patterns)
 
     @staticmethod
     def says_any_office(norm: str) -> bool:

@@ -216,6 +216,14 @@ def _is_plural_of(word: str, target: str) -> bool:
     return word in (target + "s", target + "es")
 
 
+_VOICING = str.maketrans("bdg", "ptk")
+
+
+def _voiceless(key: str) -> str:
+    """The sound key with b/p, d/t, g/k merged: the phone band blurs voicing ("abostilla")."""
+    return key.translate(_VOICING)
+
+
 def _match_word(norm: str, vocab: Vocabulary, cutoff: float) -> _Word | None:
     """The office word this (normalised, unknown) word was probably meant to be."""
     known = vocab.by_norm.get(norm)
@@ -229,12 +237,16 @@ def _match_word(norm: str, vocab: Vocabulary, cutoff: float) -> _Word | None:
         return same_sound
     if len(key) < 5:
         return None
+    coarse = _voiceless(key)
     best: tuple[float, _Word] | None = None
     for w in vocab.words:
-        if w.key[:1] != key[:1] or len(w.key) < 5 or abs(len(w.key) - len(key)) > 2:
+        w_coarse = _voiceless(w.key)
+        if w_coarse[:1] != coarse[:1] or len(w.key) < 5 or abs(len(w.key) - len(key)) > 2:
             continue
-        score = max(fuzz.ratio(key, w.key), fuzz.ratio(norm, w.norm))
-        if score >= cutoff and (best is None or score > best[0]):
+        score = max(fuzz.ratio(key, w.key), fuzz.ratio(norm, w.norm), fuzz.ratio(coarse, w_coarse))
+        # One wrong sound in a long word ("aportilla", "conduzca") is still that word.
+        needed = cutoff - 3 if min(len(key), len(w.key)) >= 8 else cutoff
+        if score >= needed and (best is None or score > best[0]):
             best = (score, w)
     if best is None or _is_plural_of(norm, best[1].norm):
         return None
@@ -315,6 +327,30 @@ _SERVICE_CONTEXT = re.compile(
 _SERVICE_ALONE = re.compile(r"^(?:(?:es|para|de)\s+)?(?:(?:la|mi|una|el)\s+)?(fe|celula)$")
 
 
+# "la pasta de nacimiento", "el hacha de matrimonio": a short word that sounds like "acta"
+# before the kind of record is the record, unless it is one of the usual nouns there.
+_RECORD_KIND = re.compile(
+    r"(?<![\wáéíóúñ])([A-Za-zÁÉÍÓÚÑáéíóúñ]{3,6})(\s+(?:de|del)\s+"
+    r"(?:nacimiento|matrimonio|defunci[oó]n|divorcio))",
+    re.IGNORECASE,
+)
+_RECORD_NOUNS = frozenset(
+    "acta actas fecha lugar dia año ano ciudad pais copia hora libro nombre fiesta partida "
+    "estado fe papel numero registro prueba torta regalo".split()
+)
+
+
+def _record_soundalikes(text: str) -> str:
+    def fix(m: re.Match[str]) -> str:
+        word = normalize(m.group(1))
+        sounds = max(fuzz.ratio(phonetic_key(word), "akta"), fuzz.ratio(word, "acta"))
+        if word in _RECORD_NOUNS or sounds < 60:
+            return m.group(0)
+        return "acta" + m.group(2)
+
+    return _RECORD_KIND.sub(fix, text)
+
+
 def _service_soundalikes(text: str, expect: str | None) -> str:
     norm = normalize(text)
     found = [m.group(1) for m in _SERVICE_CONTEXT.finditer(norm)]
@@ -323,6 +359,7 @@ def _service_soundalikes(text: str, expect: str | None) -> str:
         found.append(alone.group(1))
     for word in dict.fromkeys(found):
         text = re.sub(_accent_pattern(word), _SERVICE_SOUNDALIKES[word], text, count=1)
+    text = _record_soundalikes(text)
     return text
 
 

@@ -41,6 +41,11 @@ def test_field_report_sentence() -> None:
         ("renovar la licencia de conduci", "licencia"),
         ("la lisencia de conducir", "licencia"),
         ("una legalisación de documentos", "apostilla"),
+        ("hacer la aportilla", "apostilla"),
+        ("puedo hacer la abostida", "apostilla"),
+        ("el papel de buena conduzca", "no_antecedentes"),
+        ("una copia de la pasta de nacimiento", "actas"),
+        ("cita para el hacha de matrimonio", "actas"),
     ],
 )
 def test_misheard_services_reach_the_catalog(heard: str, service: str) -> None:
@@ -112,6 +117,10 @@ ORDINARY = [
     "Vivo en la capital desde hace diez años.",
     "Póngala a nombre de mi esposa.",
     "Ese día tengo que ir al médico.",
+    "Mi fecha de nacimiento es el tres de mayo.",
+    "Fuimos a la fiesta de matrimonio de mi prima.",
+    "Mi lugar de nacimiento es Baní.",
+    "Es una casa de dos niveles.",
 ]
 
 
