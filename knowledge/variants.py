@@ -165,13 +165,13 @@ class Branch:
     terms: frozenset[str] = frozenset()  # what tells it apart from its siblings
     label: str = ""
     general: bool = False
+    is_procedure: bool = False  # has facets of its own (set once by the outline)
 
     @property
     def is_variant(self) -> bool:
         return not self.general and bool(self.terms)
 
-    @property
-    def is_procedure(self) -> bool:
+    def has_facets(self) -> bool:
         """Has facets of its own: sub-sections ("### Costo") or labelled items ("- Costo:")."""
         if any(len(s.parts) > 2 and heading_facets(s.title) for s in self.sections):
             return True
@@ -203,18 +203,15 @@ class Document:
     terms: frozenset[str]
     intro: Section | None = None
     branches: list[Branch] = field(default_factory=list)
+    # Describes a procedure in variants: two or more branches have facets of their own. Other
+    # documents (offices, FAQ) are answered from the best passage as it is.
+    procedural: bool = False
 
     def branch(self, heading: str) -> Branch | None:
         parts = heading.split(HEADING_SEPARATOR)
         if len(parts) < 2:
             return None
         return next((b for b in self.branches if b.title == parts[1]), None)
-
-    @property
-    def procedural(self) -> bool:
-        """Describes a procedure in variants: two or more branches have facets of their own.
-        Other documents (offices, FAQ) are answered from the best passage as it is."""
-        return sum(1 for b in self.variants if b.is_procedure) >= 2
 
     @property
     def variants(self) -> list[Branch]:
@@ -311,6 +308,8 @@ class Outline:
             branch.general = bool(heading_facets(branch.title))
             branch.terms = frozenset(own[branch.title] - shared)
             branch.label = _label(branch.title, document.terms, self.analyzer)
+            branch.is_procedure = branch.has_facets()
+        document.procedural = sum(1 for b in document.variants if b.is_procedure) >= 2
 
 
 def _facet_terms(analyzer: SpanishAnalyzer) -> set[str]:
@@ -531,8 +530,22 @@ def _section_by_heading(document: Document, heading: str) -> Section | None:
 
 
 def facts(section: Section, facet: Facet, document: Document, analyzer: SpanishAnalyzer) -> set:
-    """What a section says about ``facet``, comparable between variants: amounts (with their
-    unit for durations) for numeric facets, content words otherwise."""
+    """What a section says about ``facet``, comparable between variants: amounts of money for
+    the cost, lengths of time for durations, content words otherwise."""
+    key = (section.source, section.heading, facet.name)
+    cached = _FACTS.get(key)
+    if cached is None or cached[0] != section.text:
+        cached = (section.text, frozenset(_facts(section, facet, document, analyzer)))
+        if len(_FACTS) > 10_000:
+            _FACTS.clear()
+        _FACTS[key] = cached
+    return set(cached[1])
+
+
+_FACTS: dict[tuple[str, str, str], tuple[str, frozenset[str]]] = {}
+
+
+def _facts(section: Section, facet: Facet, document: Document, analyzer: SpanishAnalyzer) -> set:
     pieces = [p for p in _ITEM_OR_SENTENCE.split(section.text) if p.strip()]
     if facet.numeric:
         found: set[str] = set()
