@@ -36,12 +36,19 @@ from pipeline.brain.catalog import Catalog
 from pipeline.brain.dialogue_booking import BOOKING_STEPS, BookingHandler
 from pipeline.brain.dialogue_changes import CHANGE_STEPS, ChangesHandler
 from pipeline.brain.dialogue_confirm import CONFIRM_STEPS, ConfirmHandler
-from pipeline.brain.dialogue_facts import absorb, starts_booking_by_date
+from pipeline.brain.dialogue_facts import (
+    absorb,
+    capture_personal,
+    starts_booking_by_date,
+    starts_booking_by_details,
+)
 from pipeline.brain.dialogue_kit import Kit, Turn
 from pipeline.brain.dialogue_menu import MENU_STEPS, MenuHandler
-from pipeline.brain.dialogue_questions import QuestionsHandler
+from pipeline.brain.dialogue_questions import QUESTION_STEPS, QuestionsHandler
+from pipeline.brain.dialogue_recovery import RecoveryHandler
 from pipeline.brain.dialogue_slots import SLOT_STEPS, SlotsHandler
 from pipeline.brain.dialogue_state import DialogueState
+from pipeline.brain.heard import repair_transcript
 from pipeline.brain.intents import Intent, asks_question, detect_intent, is_only_thanks
 from pipeline.brain.spanish_text import is_affirmative
 from pipeline.brain.spoken import parse_booking_code
@@ -62,6 +69,24 @@ _FINAL_STEPS = CONFIRM_STEPS | {"confirm_cancel", "confirm_target", "phone_confi
 # Questions a 1 (yes) or 2 (no) on the keypad answers.
 _YES_NO_STEPS = _FINAL_STEPS | {"offer_booking", "offer_transfer", "anything_else", "slot_single"}
 _DIGIT_STEPS = frozenset({"cedula", "lookup_cedula", "phone", "code_or_cedula"})
+# What each pending question expects, for repairing what Whisper heard.
+_EXPECT = {
+    "service": "service",
+    "office": "office",
+    "when": "date",
+    "slot_choice": "time",
+    "name": "name",
+    "cedula": "cedula",
+    "lookup_cedula": "cedula",
+    "phone": "phone",
+    "code_or_cedula": "code",
+    "pick_booking": "choice",
+    "clarify": "choice",
+} | {step: "confirm" for step in _YES_NO_STEPS}
+# Questions a volunteered name or cédula does not answer, re-asked in their short form.
+_SHORT_AGAIN = frozenset({"service", "office", "when", "name", "cedula", "phone"})
+# "Eso es todo" to "¿Qué desea cambiar?" means nothing to change, not goodbye.
+_FAREWELL = re.compile(r"\b(?:adios|chao|chau|bye|hasta luego|hasta pronto)\b")
 
 
 class OfflineDialogueBrain:
@@ -82,13 +107,15 @@ class OfflineDialogueBrain:
         *,
         catalog: Catalog | None = None,
         max_misses: int = MAX_MISSES,
+        can_transfer: bool = True,
     ) -> None:
-        kit = Kit(tools, office_name, timezone, clock, catalog, max_misses)
+        kit = Kit(tools, office_name, timezone, clock, catalog, max_misses, can_transfer)
         kit.booking = BookingHandler(kit)
         kit.changes = ChangesHandler(kit)
         kit.confirm = ConfirmHandler(kit)
         kit.menu = MenuHandler(kit)
         kit.questions = QuestionsHandler(kit)
+        kit.recovery = RecoveryHandler(kit)
         kit.slots = SlotsHandler(kit)
         self._kit = kit
         self._steps: list[tuple[frozenset[str], Callable[[Turn], Awaitable[bool]]]] = [
@@ -97,6 +124,7 @@ class OfflineDialogueBrain:
             (SLOT_STEPS, kit.slots.fill),
             (CONFIRM_STEPS, kit.confirm.fill),
             (CHANGE_STEPS, kit.changes.fill),
+            (QUESTION_STEPS, kit.questions.fill),
         ]
 
     # --- Brain interface --------------------------------------------------------------------
@@ -108,7 +136,11 @@ class OfflineDialogueBrain:
         return text
 
     async def respond(self, ctx: CallContext, user: UserInput) -> AsyncIterator[BrainOutput]:
-        turn = Turn(ctx, DialogueState.of(ctx), user.text or "", user.dtmf or "")
+        state = DialogueState.of(ctx)
+        text = user.text or ""
+        if text.strip() and self._kit.catalog.services:
+            text = repair_transcript(text, self._kit.catalog, _EXPECT.get(state.awaiting or ""))
+        turn = Turn(ctx, state, text, user.dtmf or "")
         worker = asyncio.create_task(self._run(turn), name=f"offline-brain-{ctx.call_id}")
         worker.add_done_callback(lambda _t: turn.queue.put_nowait(_DONE))
         try:
@@ -127,7 +159,11 @@ class OfflineDialogueBrain:
     async def _run(self, t: Turn) -> None:
         st = t.st
         st.turns += 1
+        asked = st.awaiting
         await self._dispatch(t)
+        if st.awaiting != asked and asked:
+            st.step_misses.pop(asked, None)  # that question is behind us
+            st.choices = []
         if not t.said and not t.acted:  # never leave the caller in silence
             t.say(st.resume_prompt or phrases.HOW_CAN_I_HELP)
         if t.progress:
@@ -147,6 +183,7 @@ class OfflineDialogueBrain:
             await kit.menu.miss(t, phrases.STILL_THERE)
             return
         t.intent = intent = detect_intent(t.norm)
+        captured = capture_personal(t) if kit.tools is not None else set()
         if intent.name == "human":
             await kit.menu.transfer(t, "caller-request")
             return
@@ -155,7 +192,8 @@ class OfflineDialogueBrain:
             t.say(st.last_prompt or phrases.HOW_CAN_I_HELP)
             return
         if intent.name == "goodbye" and not (
-            st.awaiting in _FINAL_STEPS and is_affirmative(t.raw) is True
+            (st.awaiting in _FINAL_STEPS and is_affirmative(t.raw) is True)
+            or (st.awaiting == "change_what" and not _FAREWELL.search(t.norm))
         ):
             await kit.menu.goodbye(t)
             return
@@ -165,6 +203,18 @@ class OfflineDialogueBrain:
             return
         if intent.name == "no_more" or (is_only_thanks(t.norm) and st.task is None):
             await kit.menu.goodbye(t)
+            return
+        if starts_booking_by_details(kit, t):
+            await self._switch_task(t, Intent("book"))
+            return
+        if captured and not asks_question(t.norm, t.raw) and not self._mentions_more(t):
+            t.progress = True
+            if st.awaiting in _SHORT_AGAIN:
+                t.say(phrases.SHORT_QUESTIONS[st.awaiting])
+            elif st.task:
+                await kit.advance(t)
+            else:
+                t.say(f"{phrases.NICE_TO_MEET} {phrases.HOW_CAN_I_HELP}")
             return
         if _GREETING_ONLY.fullmatch(t.norm):
             t.progress = True
@@ -198,6 +248,11 @@ class OfflineDialogueBrain:
             return
         await kit.menu.not_understood(t)
 
+    def _mentions_more(self, t: Turn) -> bool:
+        """Does the turn say more than who the caller is (a service, an office, a day)?"""
+        catalog = self._kit.catalog
+        return bool(catalog.find_services(t.norm) or catalog.find_offices(t.norm))
+
     async def _fill(self, t: Turn) -> bool:
         """Read the utterance as the answer to ``state.awaiting``; False if it is not one."""
         for steps, fill in self._steps:
@@ -210,22 +265,32 @@ class OfflineDialogueBrain:
         digits = t.dtmf.replace("*", "")
         if st.awaiting in _DIGIT_STEPS or (st.awaiting == "phone_confirm" and len(digits) >= 10):
             if not await self._fill(t):
-                await kit.menu.miss(t, f"{phrases.BAD_DIGITS} {st.resume_prompt}")
+                await kit.recovery.reprompt(t, phrases.BAD_DIGITS)
             return
         if st.awaiting in _YES_NO_STEPS and digits in ("1", "2"):
             t.forced_yes = digits == "1"
             await self._fill(t)
             return
-        if await kit.booking.on_key(t, digits) or await kit.slots.on_key(t, digits):
+        for on_key in (kit.booking.on_key, kit.slots.on_key, kit.changes.on_key):
+            if await on_key(t, digits):
+                return
+        if await kit.questions.on_key(t, digits):
             return
-        await kit.menu.miss(t, f"{phrases.BAD_KEY} {st.resume_prompt or phrases.HOW_CAN_I_HELP}")
+        if st.awaiting:
+            await kit.recovery.reprompt(t, phrases.BAD_KEY)
+        else:
+            await kit.menu.miss(t, f"{phrases.BAD_KEY} {phrases.HOW_CAN_I_HELP}")
 
     async def _switch_task(self, t: Turn, intent: Intent) -> bool:
         st, kit = t.st, self._kit
         if kit.tools is None:
             t.progress = True
-            st.awaiting = "offer_transfer"
-            t.ask(phrases.CANNOT_BOOK_HERE)
+            if kit.can_transfer:
+                st.awaiting = "offer_transfer"
+                t.ask(phrases.CANNOT_BOOK_HERE)
+            else:
+                t.say(phrases.CANNOT_BOOK_NO_AGENT)
+                kit.menu.offer_agent(t)
             return True
         name = intent.name
         if st.task == "book" and name == "cancel" and not intent.mine:
@@ -240,9 +305,12 @@ class OfflineDialogueBrain:
                 await kit.advance(t)
                 return True
         t.progress = True
+        # "Quiero la cita" right after a question about a service: the booking is for it.
+        asked_about = st.offer_service if st.awaiting in ("offer_booking", "clarify") else None
         st.start(name)
         if name == "book":
             absorb(kit, t, service=True)
+            st.draft.service = st.draft.service or asked_about
             t.say(phrases.BOOKING_START)
         else:
             absorb(kit, t, service=False)

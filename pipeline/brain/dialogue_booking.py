@@ -13,6 +13,7 @@ from pipeline.brain.dialogue_kit import Kit, Turn
 from pipeline.brain.dialogue_state import Draft
 from pipeline.brain.intents import (
     asks_question,
+    choice_index,
     extract_cedula_digits,
     extract_name,
     extract_phone_digits,
@@ -34,6 +35,9 @@ _CHANGE_NAME = re.compile(r"\bnombre\b")
 _CHANGE_CEDULA = re.compile(r"\bcedula\b")
 _CHANGE_SERVICE = re.compile(r"\b(?:tramite|servicio)\b")
 _MINOR = re.compile(r"\b(?:menor|mi hij[oa]|el nino|la nina|no tiene cedula|no tengo cedula)\b")
+_CHANGE_KEYS = ("when", "office", "name", "cedula")
+_NOT_A_NAME = re.compile(r"^(?:en|para|el|la|los|las|a|al|mejor|no|por)\b")
+_BEFORE_NUMBERS = re.compile(r"\d|\b(?:c[eé]dula|tel[eé]fono|n[uú]mero)\b", re.IGNORECASE)
 _NO_PHONE = re.compile(r"\b(?:no tengo|ninguno|sin telefono|no hace falta|no importa)\b")
 
 
@@ -142,6 +146,10 @@ class BookingHandler:
     async def _fill_details(self, t: Turn, step: str) -> bool:
         d = t.st.draft
         changed = absorb(self.kit, t, service=True)
+        if not changed and t.st.choices and step in ("service", "office"):
+            index = choice_index(t.norm, len(t.st.choices))  # "la dos" from the menu
+            if index is not None:
+                return await self._pick(t, step, t.st.choices[index])
         if step == "office" and not d.office and self.kit.catalog.says_any_office(t.norm):
             d.any_office = True
             changed.add("office")
@@ -169,17 +177,15 @@ class BookingHandler:
             t.ask(phrases.ASK_HOUR)
             return True
         if _CHANGE_TIME.search(t.norm):
-            d.clear_time()
+            self._forget(t, "when")
         elif _CHANGE_OFFICE.search(t.norm):
-            d.office, d.any_office = None, False
-            d.offered, d.slot = [], None
+            self._forget(t, "office")
         elif _CHANGE_NAME.search(t.norm):
-            d.name = None
+            self._forget(t, "name")
         elif _CHANGE_CEDULA.search(t.norm):
-            d.cedula, d.cedula_partial = None, ""
+            self._forget(t, "cedula")
         elif _CHANGE_SERVICE.search(t.norm):
-            d.service = None
-            d.offered, d.slot = [], None
+            self._forget(t, "service")
         elif is_affirmative(t.raw) is False or re.search(r"\b(?:nada|esta bien)\b", t.norm):
             st.awaiting = None
         else:
@@ -193,11 +199,13 @@ class BookingHandler:
         correction = t.correction
         if t.goal or (asks_question(t.norm, t.raw) and not correction):
             return False
-        if (correction or self.kit.parse_when(t.raw) is not None) and absorb(self.kit, t):
+        other_fact = correction or _NOT_A_NAME.match(t.norm) or self.kit.parse_when(t.raw)
+        if other_fact and absorb(self.kit, t):
             t.progress = True
             await self.kit.advance(t)
             return True
-        name = extract_name(t.raw)
+        # "María Gómez, cédula cero cero uno…": the name is what comes before the numbers.
+        name = extract_name(_BEFORE_NUMBERS.split(t.raw)[0].strip(" ,.;"))
         if name is None:
             return False
         t.st.draft.name = name
@@ -281,21 +289,54 @@ class BookingHandler:
         return True
 
     async def on_key(self, t: Turn, digits: str) -> bool:
-        """An office picked by its position in the list just read out."""
+        """A service or office picked by its position in the list just read out, or what to
+        change from the keypad menu."""
         st = t.st
-        choices = st.draft.office_choices
-        if st.awaiting != "office" or not digits.isdigit():
+        if not digits.isdigit() or st.awaiting not in ("service", "office", "change_what"):
             return False
-        if not 1 <= int(digits) <= len(choices):
+        index = int(digits) - 1
+        if st.awaiting == "change_what":
+            if not 0 <= index < len(_CHANGE_KEYS):
+                return False
+            t.progress = True
+            self._forget(t, _CHANGE_KEYS[index])
+            st.awaiting = None
+            await self.kit.advance(t)
+            return True
+        choices = st.choices or (st.draft.office_choices if st.awaiting == "office" else [])
+        if not 0 <= index < len(choices):
             return False
+        return await self._pick(t, st.awaiting, choices[index])
+
+    async def _pick(self, t: Turn, step: str, code: str) -> bool:
+        d = t.st.draft
         t.progress = True
-        st.draft.office, st.draft.any_office = choices[int(digits) - 1], False
-        st.draft.offered, st.draft.slot = [], None
-        office = self.kit.catalog.office(st.draft.office)
-        if office is not None:
-            t.say(f"Muy bien, en {office.short}.")
+        if step == "service":
+            d.service = code
+        else:
+            d.office, d.any_office = code, False
+            office = self.kit.catalog.office(code)
+            if office is not None:
+                t.say(f"Muy bien, en {office.short}.")
+        d.offered, d.slot = [], None
         await self.kit.advance(t)
         return True
+
+    @staticmethod
+    def _forget(t: Turn, what: str) -> None:
+        d = t.st.draft
+        if what == "when":
+            d.clear_time()
+        elif what == "office":
+            d.office, d.any_office = None, False
+            d.offered, d.slot = [], None
+        elif what == "name":
+            d.name = None
+        elif what == "cedula":
+            d.cedula, d.cedula_partial = None, ""
+        elif what == "service":
+            d.service = None
+            d.offered, d.slot = [], None
 
     # --- acting -----------------------------------------------------------------------------
     async def book(self, t: Turn) -> None:

@@ -63,6 +63,9 @@ class ChangesHandler:
             st.lookup_tried.add("phone")
             await self.lookup(t, phone=t.ctx.caller_number)
             return
+        if "cedula" not in st.lookup_tried and st.draft.cedula:
+            await self.lookup(t, cedula=st.draft.cedula)  # said earlier in the call
+            return
         st.awaiting = "code_or_cedula" if st.task != "find" else "lookup_cedula"
         if st.task == "find":
             t.ask(phrases.ASK_CEDULA_TO_FIND)
@@ -110,8 +113,7 @@ class ChangesHandler:
             t.say(f"No encontré citas activas {what}.")
             if "cedula" in st.lookup_tried and "code" in st.lookup_tried:
                 st.finish()
-                st.awaiting = "offer_transfer"
-                t.ask(phrases.OFFER_AGENT)
+                self.kit.menu.offer_agent(t)
                 return
             st.awaiting = "code_or_cedula"
             t.ask(phrases.REPEAT_CODE_OR_CEDULA)
@@ -154,7 +156,9 @@ class ChangesHandler:
         yes = t.yes
         if step in ("code_or_cedula", "lookup_cedula"):
             if step == "code_or_cedula":
-                code = parse_booking_code(t.raw) if t.raw else None
+                dictated = extract_cedula_digits(t.raw, t.dtmf)
+                # A long run of digits is a cédula, not a code read out ("cuatro cero dos…").
+                code = parse_booking_code(t.raw) if t.raw and len(dictated) < 6 else None
                 if code is not None:
                     t.progress = True
                     await self.lookup(t, code=code)
@@ -199,6 +203,20 @@ class ChangesHandler:
             await self.kit.advance(t)
             return True
         return False
+
+    async def on_key(self, t: Turn, digits: str) -> bool:
+        """An appointment picked by its position in the list just read out."""
+        st = t.st
+        if st.awaiting != "pick_booking" or not digits.isdigit():
+            return False
+        index = int(digits) - 1
+        if not 0 <= index < len(st.candidates):
+            return False
+        t.progress = True
+        st.target = st.candidates[index]
+        st.candidates = []
+        await self.kit.advance(t)
+        return True
 
     def _pick_candidate(self, t: Turn) -> dict[str, Any] | None:
         st = t.st

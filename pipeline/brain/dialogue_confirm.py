@@ -6,9 +6,14 @@ correction ("no, mejor el martes", "mi nombre es Juana") updates the draft and r
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import time
+from typing import Any
+
 from pipeline.brain import phrases
 from pipeline.brain.dialogue_facts import absorb, absorb_personal, has_new_values
 from pipeline.brain.dialogue_kit import Kit, Turn
+from pipeline.brain.dialogue_state import Draft
 
 __all__ = ["CONFIRM_STEPS", "ConfirmHandler"]
 
@@ -26,7 +31,10 @@ class ConfirmHandler:
             return False  # "quiero cancelar mi cita": another task, not an answer
         yes = t.yes
         if t.correction or (yes is not True and has_new_values(self.kit, t)):
-            if absorb(self.kit, t, service=booking) or (booking and absorb_personal(t)):
+            slot = st.draft.slot
+            changed = absorb(self.kit, t, service=booking)
+            if changed or (booking and absorb_personal(t)):
+                _keep_the_hour(st.draft, slot, changed)
                 t.progress = True
                 await self.kit.advance(t)
                 return True
@@ -48,3 +56,13 @@ class ConfirmHandler:
                 t.ask(f"{phrases.OK} {phrases.ASK_OTHER_DAY_AND_TIME}")
             return True
         return False
+
+
+def _keep_the_hour(d: Draft, slot: dict[str, Any] | None, changed: set[str]) -> None:
+    """ "No, el martes": only the day changes; the hour already chosen stays."""
+    when = d.when
+    if slot is None or "when" not in changed or when is None or d.soonest:
+        return
+    if when.date is not None and when.time is None and when.date_end is None:
+        hours, minutes = (int(x) for x in slot["time"].split(":"))
+        d.when = replace(when, time=time(hours, minutes), part_of_day=None)

@@ -10,7 +10,13 @@ from __future__ import annotations
 import re
 
 from pipeline.brain.dialogue_kit import Kit, Turn
-from pipeline.brain.intents import asks_question, extract_cedula_digits, extract_name
+from pipeline.brain.intents import (
+    asks_question,
+    extract_cedula_digits,
+    extract_name,
+    extract_phone_digits,
+    find_name,
+)
 from pipeline.brain.spanish_dates import When
 
 __all__ = [
@@ -19,8 +25,10 @@ __all__ = [
     "absorb_personal",
     "answers_booking",
     "bare_when",
+    "capture_personal",
     "has_new_values",
     "starts_booking_by_date",
+    "starts_booking_by_details",
 ]
 
 SOONEST = re.compile(
@@ -42,7 +50,37 @@ _WHEN_WORDS = frozenset(
         "entonces pues eh ok puede ser seria sea dale"
     ).split()
 )
+_ASKS = re.compile(
+    r"\b(?:que|cual|cuales|cuanto|cuanta|cuantos|cuando|como|donde|requisitos?|cuesta|precio|"
+    r"costo|informacion|se puede|hay que)\b"
+)
 _NAME_WORDS = re.compile(r"\b(?:nombre|llamo)\b")
+_PHONE_WORDS = re.compile(r"\b(?:telefono|celular|whatsapp|contacto|llamar(?:me)? al)\b")
+# Questions whose own handler reads digits (a cédula or a phone number being dictated).
+_DIGIT_STEPS = frozenset({"cedula", "lookup_cedula", "code_or_cedula", "phone", "phone_confirm"})
+
+
+def capture_personal(t: Turn) -> set[str]:
+    """Keep a name, cédula or phone the caller volunteers (or corrects) at any point, even
+    while another question is pending or before the task is known: "Soy María Gómez,
+    quiero sacar el pasaporte…". The field names taken."""
+    st, d = t.st, t.st.draft
+    got: set[str] = set()
+    if st.awaiting != "name":
+        name = find_name(t.raw)
+        if name and name != d.name:
+            d.name = name
+            got.add("name")
+    if st.awaiting not in _DIGIT_STEPS:
+        digits = extract_cedula_digits(t.raw)
+        phone_said = bool(_PHONE_WORDS.search(t.norm))
+        if len(digits) == 11 and not phone_said and digits != d.cedula:
+            d.cedula, d.cedula_partial = digits, ""
+            got.add("cedula")
+        elif phone_said and len(phone := extract_phone_digits(t.raw)) == 10:
+            d.phone, d.phone_done = phone, True
+            got.add("phone")
+    return got
 
 
 def absorb(kit: Kit, t: Turn, *, service: bool = True) -> set[str]:
@@ -122,6 +160,18 @@ def starts_booking_by_date(kit: Kit, t: Turn) -> bool:
     if kit.tools is None or not kit.catalog.services or t.st.last_booking is not None:
         return False
     return not asks_question(t.norm, t.raw) and bare_when(kit, t) is not None
+
+
+def starts_booking_by_details(kit: Kit, t: Turn) -> bool:
+    """ "Quiero sacar el pasaporte en Santiago el jueves en la tarde": a service with an office
+    or a day, and no question word, is a booking request even without the word "cita"."""
+    if kit.tools is None or t.st.task is not None or _ASKS.search(t.norm) or "?" in t.raw:
+        return False
+    if not kit.catalog.find_services(t.norm):
+        return False
+    when = kit.parse_when(t.raw)
+    has_when = when is not None and (when.date or when.time or when.part_of_day)
+    return bool(kit.catalog.find_offices(t.norm) or has_when or SOONEST.search(t.norm))
 
 
 def bare_when(kit: Kit, t: Turn) -> When | None:

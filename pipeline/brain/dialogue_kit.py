@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from pipeline.brain.dialogue_confirm import ConfirmHandler
     from pipeline.brain.dialogue_menu import MenuHandler
     from pipeline.brain.dialogue_questions import QuestionsHandler
+    from pipeline.brain.dialogue_recovery import RecoveryHandler
     from pipeline.brain.dialogue_slots import SlotsHandler
 
 log = logging.getLogger("taina.brain.offline")
@@ -110,7 +111,13 @@ class Turn:
             self.queue.put_nowait(TextChunk(text + " "))
 
     def ask(self, text: str, *, resume: bool = True) -> None:
-        """Say a question; ``resume`` makes it the one to come back to after a digression."""
+        """Say a question; ``resume`` makes it the one to come back to after a digression.
+        The same question asked again right away is said in its short form, never verbatim
+        (the caller gave something else, or the line dropped a word)."""
+        short = phrases.SHORT_QUESTIONS.get(self.st.awaiting or "")
+        if resume and short and text == self.st.resume_prompt and text in self.st.last_prompt:
+            self.say(short)
+            return
         self.say(text)
         if resume:
             self.st.resume_prompt = text
@@ -128,6 +135,7 @@ class Kit:
     confirm: ConfirmHandler
     menu: MenuHandler
     questions: QuestionsHandler
+    recovery: RecoveryHandler
     slots: SlotsHandler
 
     def __init__(
@@ -138,6 +146,7 @@ class Kit:
         clock: Callable[[], datetime] | None,
         catalog: Catalog | None,
         max_misses: int,
+        can_transfer: bool = True,
     ) -> None:
         self.tools = tools
         self.office_name = office_name
@@ -146,6 +155,7 @@ class Kit:
         self._tools_clock = clock is None and callable(getattr(tools, "now", None))
         self.catalog = catalog or getattr(tools, "catalog", None) or Catalog((), ())
         self.max_misses = max_misses
+        self.can_transfer = can_transfer  # a person can take the call (a transfer number)
 
     # --- the next step of the task --------------------------------------------------------
     async def advance(self, t: Turn) -> None:

@@ -1,16 +1,26 @@
 """The conversation around the tasks: "¿algo más?", offers (a booking after an answer, a
-person), saying goodbye, handing over, and what to say when nothing was understood."""
+person), saying goodbye, handing over, and what to say when nothing was understood.
+
+A transfer is promised only when one can be made: without a transfer number (or when the
+transfer tool refuses) the caller hears once that no agent is available, with the office's
+phone and hours, and the assistant keeps helping.
+"""
 
 from __future__ import annotations
 
+from datetime import time
+
 from pipeline.brain import phrases
 from pipeline.brain.base import EndCall, Transfer
+from pipeline.brain.catalog import CatalogOffice, join_es
 from pipeline.brain.dialogue_facts import absorb, answers_booking
 from pipeline.brain.dialogue_kit import Kit, Turn
-from pipeline.brain.intents import asks_question
+from pipeline.brain.intents import asks_question, is_thanks_closing
+from pipeline.brain.spanish_dates import speak_time
+from pipeline.brain.spoken import speak_digits
 from pipeline.brain.tools import END_CALL, TRANSFER_TO_HUMAN
 
-__all__ = ["MENU_STEPS", "MenuHandler"]
+__all__ = ["MENU_STEPS", "MenuHandler", "office_contact"]
 
 MENU_STEPS = frozenset({"anything_else", "offer_transfer", "offer_booking"})
 
@@ -26,6 +36,9 @@ class MenuHandler:
         if step == "anything_else":
             if t.goal or asks_question(t.norm, t.raw):
                 return False
+            if is_thanks_closing(t.norm) and "si" not in t.norm.split():
+                await self.goodbye(t)  # "ok, muchas gracias" to "¿algo más?": done
+                return True
             if yes is True:
                 t.progress = True
                 st.awaiting = None
@@ -80,32 +93,116 @@ class MenuHandler:
         t.st.awaiting = None
         t.emit(EndCall(reason="completed"))
 
+    # --- people -----------------------------------------------------------------------------
     async def transfer(self, t: Turn, reason: str) -> None:
+        """Hand over to a person, or, when none can take the call, say so and keep helping."""
         t.progress = True
-        if reason == "misunderstanding":
-            t.say(phrases.TRANSFERRING_LOST)
-        else:
-            t.say(phrases.TRANSFERRING)
+        if not self.kit.can_transfer:
+            self.no_agent(t, reason)
+            return
         if self.kit.tools is not None:
-            await self.kit.tool(t, TRANSFER_TO_HUMAN, {"reason": reason})
+            result = await self.kit.tool(t, TRANSFER_TO_HUMAN, {"reason": reason})
+            if result.get("ok") is False or "error" in result:
+                self.no_agent(t, reason)
+                return
+        t.say(phrases.TRANSFERRING_LOST if reason == "misunderstanding" else phrases.TRANSFERRING)
         t.st.awaiting = None
         t.emit(Transfer(reason=reason))
 
+    def offer_agent(self, t: Turn) -> None:
+        """After a dead end: offer a person if one can take the call, else the office."""
+        st = t.st
+        if self.kit.can_transfer:
+            st.awaiting = "offer_transfer"
+            t.ask(phrases.OFFER_AGENT)
+            return
+        t.say(self.contact(t))
+        st.awaiting = "anything_else"
+        t.ask(phrases.ANYTHING_ELSE, resume=False)
+
+    def no_agent(self, t: Turn, reason: str) -> None:
+        st = t.st
+        if reason == "misunderstanding":
+            t.say(phrases.LINE_UNCLEAR)
+        if not st.told_no_agent:
+            st.told_no_agent = True
+            t.say(phrases.NO_AGENT)
+        t.say(self.contact(t))
+        if st.awaiting:
+            st.step_misses.pop(st.awaiting, None)
+        if st.task and st.awaiting and reason != "misunderstanding":
+            t.say(phrases.KEEP_HELPING)
+            t.say(phrases.SHORT_QUESTIONS.get(st.awaiting) or st.resume_prompt)
+            return
+        st.awaiting = "anything_else"
+        t.ask(phrases.ANYTHING_ELSE, resume=False)
+
+    def contact(self, t: Turn) -> str:
+        """The phone and hours of the office the caller is dealing with (else the first)."""
+        catalog = self.kit.catalog
+        code = t.st.draft.office or (t.st.target or {}).get("office")
+        office = catalog.office(code) or (catalog.offices[0] if catalog.offices else None)
+        if office is None or not office.phone:
+            return phrases.CALL_BACK
+        return office_contact(office)
+
+    # --- not understanding ------------------------------------------------------------------
     async def not_understood(self, t: Turn) -> None:
         st = t.st
-        if st.task and st.resume_prompt:
-            await self.miss(t, f"{phrases.NOT_UNDERSTOOD} {st.resume_prompt}")
+        if st.awaiting and (st.task or not asks_question(t.norm, t.raw)):
+            await self.kit.recovery.reprompt(t)
             return
-        await self.miss(
-            t,
-            f"{phrases.CANNOT_HELP_WITH_THAT} {phrases.CAPABILITIES} {phrases.WHAT_DO_YOU_NEED}",
-        )
+        await self.miss(t)
 
-    async def miss(self, t: Turn, text: str) -> None:
+    async def miss(self, t: Turn, text: str | None = None) -> None:
+        """Nothing understood and no question pending: say what the assistant can do (shorter
+        the second time), then hand over."""
         st = t.st
         st.misses += 1
         if st.misses >= self.kit.max_misses:
             st.misses = 0
             await self.transfer(t, "misunderstanding")
             return
-        t.say(text)
+        if text is not None:
+            t.say(text)
+        elif st.misses == 1:
+            t.say(
+                f"{phrases.CANNOT_HELP_WITH_THAT} {phrases.CAPABILITIES} {phrases.WHAT_DO_YOU_NEED}"
+            )
+        else:
+            t.say(f"{phrases.NOT_UNDERSTOOD} {phrases.SHORT_CAPABILITIES}")
+            t.say(phrases.WHAT_DO_YOU_NEED)
+
+
+def office_contact(office: CatalogOffice) -> str:
+    """ "El teléfono de Santo Domingo Centro es ocho cero nueve, cinco cinco cinco, cero uno
+    cero cero. Atiende de lunes a viernes, de ocho de la mañana a cuatro de la tarde…" """
+    groups = [g for g in office.phone.replace(" ", "-").split("-") if g] if office.phone else []
+    number = ", ".join(speak_digits(g) for g in groups)
+    text = f"El teléfono de la oficina de {office.short} es {number}."
+    spans = []
+    for days, span in office.hours.items():
+        try:
+            start, end = (time.fromisoformat(x) for x in span.split("-"))
+        except ValueError:
+            continue
+        spans.append(f"{_days(days)}, de {_clock(start)} a {_clock(end)}")
+    if spans:
+        text += f" Atiende {join_es(spans)}."
+    return text
+
+
+def _days(days: str) -> str:
+    """ "lunes a viernes" → "de lunes a viernes"; "sábado" → "los sábados"."""
+    if " a " in days:
+        return f"de {days}"
+    return f"los {days}s" if not days.endswith("s") else f"los {days}"
+
+
+def _clock(at: time) -> str:
+    """ "ocho de la mañana", without the "a las" of an appointment time."""
+    spoken = speak_time(at)
+    for lead in ("a las ", "a la "):
+        if spoken.startswith(lead):
+            return spoken[len(lead) :] if lead == "a las " else spoken[len("a la ") :]
+    return spoken

@@ -10,11 +10,13 @@ from typing import Any
 from pipeline.brain import phrases
 from pipeline.brain.dialogue_kit import Kit, Turn
 from pipeline.brain.faq import faq_answer
-from pipeline.brain.intents import knowledge_topic, question_facet
+from pipeline.brain.intents import asks_question, choice_index, knowledge_topic
 from pipeline.brain.spanish_text import normalize
 from pipeline.brain.tools import SEARCH_KNOWLEDGE
 
-__all__ = ["QuestionsHandler"]
+__all__ = ["QUESTION_STEPS", "QuestionsHandler"]
+
+QUESTION_STEPS = frozenset({"clarify"})
 
 # Words that put a question in the office's domain even when the documents say little about
 # its other words ("¿Me van a castigar si falto a la cita?").
@@ -73,35 +75,88 @@ class QuestionsHandler:
             self.after_answer(t, None)
             return True
         query, prefer = self._query(t)
-        facet = question_facet(t.norm) if not prefer else ()
-        args: dict[str, Any] = {"query": query}
-        if prefer or facet:
-            args["k"] = 5
-        result = await kit.tool(t, SEARCH_KNOWLEDGE, args)
+        result = await kit.tool(t, SEARCH_KNOWLEDGE, {"query": query, "k": 5 if prefer else 3})
         hits = result.get("hits") or []
         if "error" in result or not hits:
             return False
         hit = hits[0]
         if prefer:
             hit = next((h for h in hits if h["heading"].endswith(prefer)), hit)
-        elif facet:
-            hit = next((h for h in hits if _answers_facet(h, hits[0], facet)), hit)
         if query == t.raw and not self._relevant(t, hits, hit):
             return False
-        answer = result.get("answer") if hit is hits[0] else None
+        services = kit.catalog.find_services(t.norm)
+        service = services[0] if services else None
+        clarify = result.get("clarify")
+        if isinstance(clarify, dict) and clarify.get("question") and clarify.get("options"):
+            # "¿Primera vez, renovación o menores de edad?": ask which before answering.
+            t.progress = True
+            t.st.clarify = {**clarify, "query": query, "service": service}
+            t.st.offer_service = service
+            t.st.awaiting = "clarify"
+            t.st.choices = list(clarify["options"])
+            t.ask(str(clarify["question"]))
+            return True
+        return self._speak(t, result, hit, query, service)
+
+    def _speak(
+        self, t: Turn, result: dict[str, Any], hit: dict[str, Any], query: str, service: str | None
+    ) -> bool:
+        hits = result.get("hits") or []
+        answer = result.get("answer") if hits and hit is hits[0] else None
         if not answer and self._speakable is not None:
             answer = self._speakable(hit["text"], query=query)
         if not answer:
             return False
-        answer = _naturalize(answer)
         t.progress = True
         t.st.sources.append(
             f"{hit['source']} — {hit['heading']}" if hit["heading"] else hit["source"]
         )
-        t.say(answer)
-        services = kit.catalog.find_services(t.norm)
-        self.after_answer(t, services[0] if services else None)
+        t.say(_naturalize(answer))
+        self.after_answer(t, service)
         return True
+
+    async def fill(self, t: Turn) -> bool:
+        """The caller's pick among the variants asked about ("para un menor", "la dos")."""
+        st = t.st
+        options: list[str] = list((st.clarify or {}).get("options") or [])
+        if not options:
+            return False
+        index = choice_index(t.norm, len(options))
+        if index is None:
+            index = _option_said(t.norm, options)
+        if index is not None:
+            await self.answer_variant(t, options[index])
+            return True
+        if t.goal or asks_question(t.norm, t.raw) or not t.norm:
+            return False  # another question or request: the variant is left open
+        return await self.answer_variant(t, t.raw, fallback=False)
+
+    async def on_key(self, t: Turn, digits: str) -> bool:
+        st = t.st
+        options = list((st.clarify or {}).get("options") or [])
+        if st.awaiting != "clarify" or not digits.isdigit():
+            return False
+        index = int(digits) - 1
+        if not 0 <= index < len(options):
+            return False
+        await self.answer_variant(t, options[index])
+        return True
+
+    async def answer_variant(self, t: Turn, said: str, *, fallback: bool = True) -> bool:
+        """Search again with the variant appended to the first question, and answer."""
+        st = t.st
+        pending = st.clarify or {}
+        query = f"{pending.get('query', '')} {said}".strip()
+        result = await self.kit.tool(t, SEARCH_KNOWLEDGE, {"query": query})
+        hits = result.get("hits") or []
+        if "error" in result or not hits or (result.get("clarify") and not fallback):
+            return False
+        st.clarify = None
+        st.awaiting = None
+        answer_result = result
+        if result.get("clarify"):
+            answer_result = {"hits": hits}  # still open: read the best passage as it is
+        return self._speak(t, answer_result, hits[0], query, pending.get("service"))
 
     def _query(self, t: Turn) -> tuple[str, str | None]:
         """A focused query for questions about one office's hours, address or phone, and the
@@ -116,7 +171,7 @@ class QuestionsHandler:
                 return f"{_TOPIC_WORDS[topic]} {office.name}", office.name
         if topic in ("hours", "hours_saturday") and not offices and not services:
             if topic == "hours_saturday":
-                return "¿Qué oficinas abren los sábados y a qué hora abren y cierran?", None
+                return "¿Qué oficinas abren los sábados?", None
             return "¿A qué hora abren y cierran las oficinas?", None
         return t.raw, None
 
@@ -132,7 +187,7 @@ class QuestionsHandler:
             t.ask(phrases.OFFER_BOOKING)
             return
         st.awaiting = "anything_else"
-        t.ask(phrases.ANYTHING_ELSE, resume=False)
+        t.ask(phrases.WANT_MORE_INFO, resume=False)
 
     def _relevant(self, t: Turn, hits: list[dict[str, Any]], hit: dict[str, Any]) -> bool:
         """Is the best passage an answer, or only a lexical accident? BM25 finds something for
@@ -181,9 +236,13 @@ def _naturalize(answer: str) -> str:
     return _LABEL.sub(label, answer)
 
 
-def _answers_facet(hit: dict[str, Any], top: dict[str, Any], words: tuple[str, ...]) -> bool:
-    """A section of the best document whose own heading names the facet asked about."""
-    if hit["source"] != top["source"]:
-        return False
-    last = normalize(hit["heading"].rsplit(">", 1)[-1])
-    return any(re.search(rf"\b{w}\b", last) for w in words)
+def _option_said(norm: str, options: list[str]) -> int | None:
+    """The option whose words the caller used ("renovación" in "la voy a renovar")."""
+    said = set(norm.split())
+    best: tuple[int, int] | None = None
+    for i, option in enumerate(options):
+        words = [w for w in normalize(option).split() if len(w) >= 4]
+        hits = sum(1 for w in words if w in said or any(s[:5] == w[:5] for s in said))
+        if hits and (best is None or hits > best[0]):
+            best = (hits, i)
+    return best[1] if best else None

@@ -53,7 +53,11 @@ class DialogueState:
     candidates: list[dict[str, Any]] = field(default_factory=list)  # appointments found
     lookup_tried: set[str] = field(default_factory=set)  # "phone", "cedula", "code"
     offer_service: str | None = None  # a booking offered after answering a question
-    misses: int = 0  # consecutive turns not understood
+    misses: int = 0  # consecutive turns not understood, outside a task's question
+    step_misses: dict[str, int] = field(default_factory=dict)  # per pending question
+    choices: list[str] = field(default_factory=list)  # options of the menu just read out
+    clarify: dict[str, Any] | None = None  # a knowledge question waiting for its variant
+    told_no_agent: bool = False  # "no agent available" is said once per call
     turns: int = 0
     last_prompt: str = ""  # what to repeat on "¿cómo?"
     resume_prompt: str = ""  # the pending question, to come back to after a digression
@@ -70,10 +74,20 @@ class DialogueState:
         return state
 
     def start(self, task: str) -> None:
-        """Begin a task from scratch (a caller may book twice in one call)."""
+        """Begin a task (a caller may book twice in one call), keeping what the caller has
+        already said about themselves, and, for a booking named only now, the details given
+        before ("el jueves en Santiago… es para una cita")."""
+        old = self.draft
+        self.draft = Draft(name=old.name, cedula=old.cedula, phone=old.phone)
+        self.draft.phone_done = old.phone_done
+        if self.task is None and task == "book":
+            self.draft.service, self.draft.office = old.service, old.office
+            self.draft.any_office, self.draft.when = old.any_office, old.when
+            self.draft.soonest = old.soonest
         self.task = task
         self.awaiting = None
-        self.draft = Draft()
+        self.step_misses = {}
+        self.choices = []
         self.target = None
         self.candidates = []
         self.lookup_tried = set()
@@ -83,6 +97,8 @@ class DialogueState:
         self.task = None
         self.awaiting = "anything_else"
         self.draft = Draft()
+        self.step_misses = {}
+        self.choices = []
         self.target = None
         self.candidates = []
         self.lookup_tried = set()

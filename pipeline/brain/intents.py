@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from rapidfuzz import fuzz
+
 from pipeline.brain.spanish_text import extract_digits_sequence, extract_numbers, normalize
 
 __all__ = [
@@ -21,7 +23,9 @@ __all__ = [
     "extract_cedula_digits",
     "extract_name",
     "extract_phone_digits",
+    "find_name",
     "is_only_thanks",
+    "is_thanks_closing",
     "knowledge_topic",
     "question_facet",
     "wants_other_day",
@@ -56,9 +60,19 @@ _NOT_A_MACHINE = _rx(
 _HUMAN_EXCLUDE = _rx(r"\b(?:otra persona|tercera persona|por persona|cada persona|en persona)\b")
 
 _GOODBYE = _rx(
-    r"\b(?:adios|hasta luego|hasta pronto|chao|chau|bye|nos vemos|"
-    r"eso es todo|eso seria todo|seria todo|es todo|ya termine|cuelgo|voy a colgar|"
-    r"que tenga (?:un )?buen dia|que tenga (?:una )?buena tarde)\b"
+    r"\b(?:adios|hasta luego|hasta pronto|hasta la proxima|ta luego|chao|chau|chaito|bye|"
+    r"bai|goodbye|good bye|nos vemos|nos hablamos|eso es todo|eso seria todo|seria todo|es todo|"
+    r"ya termine|cuelgo|voy a colgar|bendiciones|dios le bendiga|que dios (?:la|lo|me la|me lo)"
+    r" bendiga|cuidese|que le vaya bien|gracias por todo|"
+    r"que tenga (?:un )?buen dia|que tenga (?:una )?buena tarde|que tenga (?:una )?buena noche)\b"
+    # "ya, gracias" / "ya está, gracias": done.
+    r"|^(?:ok |bueno |pues )?ya(?: esta| estaria| seria)?(?: muchas)? gracias\b"
+)
+# "Gracias. ¡Amiós!": Whisper's slips for a short "adiós" said after thanks.
+_FAREWELL_WORDS = ("adios",)
+_THANKS_CLOSING = _rx(
+    r"^(?:(?:ok|okey|listo|bueno|perfecto|excelente|esta bien|vale)\s+)+"
+    r"(?:muchas\s+|muy\s+amable\s+)?gracias(?:\s+(?:muy amable|por todo))?$"
 )
 _NO_MORE = _rx(
     r"^(?:no|nop|nada|ninguna|ningun|no gracias|no muchas gracias)"
@@ -155,11 +169,28 @@ def detect_intent(norm: str) -> Intent:
         return Intent("book")
     if _REPEAT.search(norm):
         return Intent("repeat")
-    if _GOODBYE.search(norm):
+    if _GOODBYE.search(norm) or _misheard_farewell(norm):
         return Intent("goodbye")
     if _NO_MORE.fullmatch(norm):
         return Intent("no_more")
     return Intent("none")
+
+
+def _misheard_farewell(norm: str) -> bool:
+    """A short turn with thanks and a word that sounds like "adiós" ("gracias amios")."""
+    words = norm.split()
+    if not words or len(words) > 4 or (len(words) > 1 and "gracias" not in words):
+        return False
+    return any(
+        4 <= len(w) <= 7 and w not in ("gracias", "dios", "dias") and fuzz.ratio(w, f) >= 75
+        for w in words
+        for f in _FAREWELL_WORDS
+    )
+
+
+def is_thanks_closing(norm: str) -> bool:
+    """ "Ok, muchas gracias" / "listo, gracias": said to "¿algo más?", the caller is done."""
+    return bool(_THANKS_CLOSING.fullmatch(norm)) or is_only_thanks(norm)
 
 
 def is_only_thanks(norm: str) -> bool:
@@ -213,6 +244,45 @@ def extract_name(text: str) -> str | None:
     for w, f in zip(words_raw, folded, strict=True):
         out.append(f if f in _PARTICLES and out else w[:1].upper() + w[1:].lower())
     return " ".join(out)
+
+
+_NAME_INTRO = re.compile(
+    r"(?i)(?:^|[\s,.;¡¿])(?P<lead>me llamo|mi nombre es|mi nombre completo es|"
+    r"el nombre es|a nombre de|le habla|habla|soy)\s+(?P<rest>[^\d,.;:!?¡¿]+)"
+)
+# Leads that are also ordinary words ("soy de Santiago", "habla muy bajo"): only followed by
+# a capitalised word, as Whisper writes names.
+_WEAK_LEADS = frozenset({"soy", "habla", "le habla"})
+_NAME_STOP = frozenset(
+    "y e que quiero quisiera necesito queria deseo vengo llamo llamaba para por en con a al el "
+    "los mi me le tengo busco porque pero o u ya si no es".split()
+)
+
+
+def find_name(text: str) -> str | None:
+    """A name the caller introduces inside a longer turn: "Soy María Gómez, quiero sacar el
+    pasaporte…", "buenas, le habla José Peña", "…a nombre de Ana de la Cruz"."""
+    for m in _NAME_INTRO.finditer(text):
+        words = m.group("rest").split()
+        if not words:
+            continue
+        lead = m.group("lead").lower()
+        if lead in _WEAK_LEADS and not words[0][:1].isupper():
+            continue
+        taken: list[str] = []
+        for i, w in enumerate(words[:6]):
+            folded = normalize(w)
+            if folded in _NAME_STOP or folded in _NOT_NAME_WORDS:
+                break
+            if folded in _PARTICLES and (not taken or i + 1 >= len(words)):
+                break
+            taken.append(w)
+        while taken and normalize(taken[-1]) in _PARTICLES:
+            taken.pop()
+        name = extract_name(" ".join(taken)) if taken else None
+        if name:
+            return name
+    return None
 
 
 # --- digits -----------------------------------------------------------------------------------

@@ -4,6 +4,8 @@ It is the dialogue engine of :mod:`pipeline.brain.dialogue` under the name the r
 code knows. With ``tools`` (an :class:`~pipeline.brain.office_tools.OfficeTools`) it answers
 from the knowledge base and books, moves, cancels and finds appointments; without, it still
 greets, answers the commonest questions, hands over to a person and says goodbye.
+``can_transfer=False`` (no transfer number configured) makes it offer the office's phone and
+hours instead of promising a person it cannot reach.
 """
 
 from __future__ import annotations
@@ -29,5 +31,8 @@ class OfflineBrain(OfflineDialogueBrain):
         clock: Callable[[], datetime] | None = None,
         *,
         catalog: Catalog | None = None,
+        can_transfer: bool = True,
     ) -> None:
-        super().__init__(tools, office_name, timezone, clock, catalog=catalog)
+        super().__init__(
+            tools, office_name, timezone, clock, catalog=catalog, can_transfer=can_transfer
+        )

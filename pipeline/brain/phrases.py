@@ -11,7 +11,10 @@ short is clearer), one question at a time.
 
 from __future__ import annotations
 
+import re
+
 from pipeline.brain.catalog import Catalog, join_es
+from pipeline.brain.spanish_text import normalize
 from pipeline.sentences import SentenceSplitter
 
 __all__ = ["fixed_phrases", "sentences"]
@@ -101,6 +104,59 @@ TRANSFERRING_LOST = (
 )
 
 
+# --- recovering from a miss: a shorter question, then choices, then another way -------------
+# The question asked again after a miss, shorter than the first time (never verbatim).
+SHORT_QUESTIONS = {
+    "service": "¿Para qué trámite es la cita?",
+    "office": "¿En qué oficina la quiere?",
+    "when": "¿Qué día le conviene?",
+    "name": "¿Me dice su nombre y apellido?",
+    "cedula": "¿Me dice su número de cédula?",
+    "lookup_cedula": "¿Me dice su número de cédula?",
+    "phone": "¿A qué número le podemos llamar?",
+    "phone_confirm": "¿Le llamamos a ese mismo número? Diga sí o no.",
+    "code_or_cedula": "¿Me dice el código de la cita o su cédula?",
+    "change_what": "¿Qué desea cambiar: el día, la oficina, el nombre o la cédula?",
+    "confirm_booking": "¿Hago la reserva? Diga sí o no.",
+    "confirm_reschedule": "¿Hago el cambio? Diga sí o no.",
+    "confirm_cancel": "¿Cancelo la cita? Diga sí o no.",
+    "confirm_target": "¿Es esa la cita? Diga sí o no.",
+    "slot_single": "¿Le sirve ese horario? Diga sí o no.",
+    "slot_choice": "¿Cuál de esos horarios prefiere?",
+    "pick_booking": "¿Cuál de las citas? Diga la primera o la segunda.",
+    "anything_else": "¿Necesita algo más? Diga sí o no.",
+    "offer_booking": "¿Le reservo una cita? Diga sí o no.",
+    "offer_transfer": "¿Le paso con un agente? Diga sí o no.",
+}
+NOT_CAUGHT = "Disculpe, no le entendí bien."
+PRESS_YES_NO = "Marque 1 para sí, o 2 para no."
+PRESS_CEDULA = "Puede marcar su cédula en el teclado: los once dígitos."
+PRESS_PHONE = "Puede marcar el número en el teclado, con el código de área."
+PRESS_CODE_OR_CEDULA = "Puede marcar su cédula en el teclado: los once dígitos."
+SAY_NAME_SLOWLY = "Dígame solo su nombre y su apellido, despacio, por favor."
+PRESS_SLOT = "Diga la primera, la segunda o la tercera, o marque 1, 2 o 3."
+FIRST_FREE_SLOTS = "Le digo los primeros horarios libres."
+ASK_CHANGE_MENU = "Marque 1 para el día, 2 para la oficina, 3 para el nombre o 4 para la cédula."
+LINE_UNCLEAR = "Disculpe, no le estoy entendiendo bien."
+NO_AGENT = "En este momento no tengo un agente disponible para pasarle la llamada."
+CANNOT_BOOK_NO_AGENT = "En este momento no puedo gestionar citas por esta vía."
+CALL_BACK = "Puede llamarnos de nuevo en horario de oficina."
+KEEP_HELPING = "Si quiere, seguimos por aquí."
+SHORT_CAPABILITIES = "Puedo darle información o hacerle una cita."
+NICE_TO_MEET = "Mucho gusto."
+WANT_MORE_INFO = "¿Desea saber algo más?"
+
+
+def choices_menu(labels: list[str], lead: str = "") -> str:
+    """ "¿Es para cédula, pasaporte o licencia? Diga el nombre o marque 1, 2 o 3." — or, with
+    more options than a caller can keep in mind, "Marque 1 para …, 2 para …"."""
+    keys = [str(i + 1) for i in range(len(labels))]
+    if len(labels) <= 4:
+        return f"¿Es {lead}{join_es(labels, 'o')}? Diga el nombre o marque {join_es(keys, 'o')}."
+    pairs = [f"{k} para {label}" for k, label in zip(keys, labels, strict=True)]
+    return f"Marque {join_es(pairs, 'o')}. O diga el nombre."
+
+
 def greeting(salute: str, office_name: str) -> str:
     return (
         f"{salute}, gracias por llamar a {office_name}. Le habla Taína, su asistente virtual. "
@@ -121,6 +177,24 @@ def ask_office(offices: list[str]) -> str:
     return f"¿En qué oficina le queda mejor: {join_es(offices, 'o')}?"
 
 
+def service_labels(catalog: Catalog) -> list[str]:
+    """The shortest name of each service, for a menu ("cédula", "antecedentes")."""
+    return [_short_name(s.aliases, f"{s.name} {s.spoken}") for s in catalog.services]
+
+
+def office_labels(catalog: Catalog, codes: list[str]) -> list[str]:
+    offices = [catalog.office(c) for c in codes]
+    return [o.short for o in offices if o is not None]
+
+
+def _short_name(aliases: tuple[str, ...], written: str) -> str:
+    """The shortest alias, with the accents of the written name ("cedula" → "cédula")."""
+    accents = {normalize(w): w.lower() for w in re.findall(r"[\wáéíóúñü]+", written)}
+    own = [a for a in aliases if all(normalize(w) in accents for w in a.split())]
+    shortest = min(own or aliases or (written,), key=len)
+    return " ".join(accents.get(normalize(w), w) for w in shortest.split())
+
+
 def sentences(text: str) -> list[str]:
     """A reply cut where the call's voice cuts it (the session's own sentence splitter), so
     that pre-rendered audio is found under the same text."""
@@ -132,6 +206,7 @@ def fixed_phrases(catalog: Catalog, office_name: str) -> list[str]:
     """Every sentence said verbatim, one per entry, without duplicates, in a stable order."""
     texts: list[str] = [greeting(s, office_name) for s in SALUTES]
     texts += [v for k, v in globals().items() if k.isupper() and isinstance(v, str)]
+    texts += list(SHORT_QUESTIONS.values())
     texts.append(goodbye(office_name))
     if catalog.services:
         texts.append(ask_service(catalog))
@@ -139,6 +214,8 @@ def fixed_phrases(catalog: Catalog, office_name: str) -> list[str]:
             offices = catalog.offices_for(service.code)
             if len(offices) > 1:
                 texts.append(ask_office([o.short for o in offices]))
+                texts.append(choices_menu([o.short for o in offices], "en "))
+        texts.append(choices_menu(service_labels(catalog), "para "))
     out: dict[str, None] = {}
     for text in texts:
         for sentence in sentences(text):

@@ -1,0 +1,145 @@
+"""What a good agent does on a bad line when an answer was not understood.
+
+The same question is never asked a third time. After the first miss it is asked again,
+shorter (never verbatim); after the second the caller gets choices they can say or key
+("¿Es para cédula, pasaporte o licencia? Diga el nombre o marque 1, 2 o 3"), or the keypad
+for numbers; after the third the assistant moves on in the way that makes sense for that
+question (any office, no contact phone, the number they call from, the name as heard) or,
+when nothing sensible is left, offers a person or the office's phone.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pipeline.brain import phrases
+from pipeline.brain.dialogue_kit import Kit, Turn
+
+__all__ = ["RecoveryHandler"]
+
+_YES_NO = frozenset(
+    {
+        "confirm_booking",
+        "confirm_reschedule",
+        "confirm_cancel",
+        "confirm_target",
+        "slot_single",
+        "phone_confirm",
+        "anything_else",
+        "offer_booking",
+        "offer_transfer",
+    }
+)
+_KEYPAD = {
+    "cedula": phrases.PRESS_CEDULA,
+    "lookup_cedula": phrases.PRESS_CEDULA,
+    "code_or_cedula": phrases.PRESS_CODE_OR_CEDULA,
+    "phone": phrases.PRESS_PHONE,
+    "name": phrases.SAY_NAME_SLOWLY,
+    "change_what": phrases.ASK_CHANGE_MENU,
+}
+_NAME_AS_HEARD = re.compile(r"^[^\W\d_]+(?:[\s'-]+[^\W\d_]+){0,5}$")
+
+
+class RecoveryHandler:
+    def __init__(self, kit: Kit) -> None:
+        self.kit = kit
+
+    async def reprompt(self, t: Turn, lead: str = phrases.NOT_CAUGHT) -> None:
+        """The answer to the pending question was not understood."""
+        st = t.st
+        step = st.awaiting or ""
+        misses = st.step_misses[step] = st.step_misses.get(step, 0) + 1
+        if misses >= 3:
+            await self._move_on(t, step)
+            return
+        t.say(lead)
+        if misses == 1:
+            self._ask_shorter(t, step)
+        else:
+            await self._offer_choices(t, step)
+
+    def _ask_shorter(self, t: Turn, step: str) -> None:
+        st = t.st
+        if step == "when" and st.draft.when is not None and st.draft.when.time is not None:
+            t.say(phrases.ASK_DAY)
+        elif step == "slot_choice":
+            t.say(phrases.PRESS_SLOT)
+        elif step == "clarify" and st.clarify:
+            t.say(st.clarify["question"])
+        else:
+            t.say(phrases.SHORT_QUESTIONS.get(step) or st.resume_prompt or phrases.HOW_CAN_I_HELP)
+
+    async def _offer_choices(self, t: Turn, step: str) -> None:
+        st, d = t.st, t.st.draft
+        catalog = self.kit.catalog
+        if step == "service" and catalog.services:
+            st.choices = [s.code for s in catalog.services]
+            t.say(phrases.choices_menu(phrases.service_labels(catalog), "para "))
+        elif step == "office" and d.office_choices:
+            labels = phrases.office_labels(catalog, d.office_choices)
+            st.choices = list(d.office_choices)
+            t.say(phrases.choices_menu(labels, "en "))
+        elif step == "when" and d.service:
+            d.clear_time()
+            d.soonest = True
+            t.say(phrases.FIRST_FREE_SLOTS)
+            await self.kit.slots.ensure_slot(t)
+            if st.awaiting == "slot_choice":
+                t.say(phrases.PRESS_SLOT)
+        elif step == "slot_choice":
+            t.say(st.resume_prompt)
+            t.say(phrases.PRESS_SLOT)
+        elif step == "pick_booking":
+            keys = [str(i + 1) for i in range(len(st.candidates))]
+            t.say(f"{st.resume_prompt} Marque {', '.join(keys[:-1])} o {keys[-1]}.")
+        elif step == "clarify" and st.clarify:
+            st.choices = list(st.clarify["options"])
+            t.say(phrases.choices_menu(st.choices))
+        elif step in _KEYPAD:
+            t.say(_KEYPAD[step])
+        elif step in _YES_NO:
+            t.say(phrases.SHORT_QUESTIONS[step])
+            t.say(phrases.PRESS_YES_NO)
+        else:
+            t.say(st.resume_prompt or phrases.HOW_CAN_I_HELP)
+
+    async def _move_on(self, t: Turn, step: str) -> None:
+        """A third miss: carry on without this answer where the task allows it."""
+        st, d = t.st, t.st.draft
+        kit = self.kit
+        st.step_misses.pop(step, None)
+        t.progress = True
+        if step == "office" and st.task == "book":
+            d.any_office = True  # the first free slot in any office that does it
+            st.awaiting = None
+            await kit.advance(t)
+            return
+        if step == "phone":
+            d.phone, d.phone_done = None, True
+            await kit.advance(t)
+            return
+        if step == "phone_confirm":
+            d.phone, d.phone_done = t.ctx.caller_number, True
+            await kit.advance(t)
+            return
+        if step == "name" and _NAME_AS_HEARD.match(t.raw.strip(" .,!?¿¡")):
+            d.name = " ".join(w[:1].upper() + w[1:] for w in t.raw.strip(" .,!?¿¡").split())
+            await kit.advance(t)  # read back at the confirmation, where it can be corrected
+            return
+        if step == "change_what":
+            st.awaiting = None
+            await kit.advance(t)
+            return
+        if step == "anything_else":
+            await kit.menu.goodbye(t)
+            return
+        if step in ("offer_booking", "offer_transfer"):
+            st.offer_service = None
+            st.awaiting = "anything_else"
+            t.ask(phrases.ANYTHING_ELSE, resume=False)
+            return
+        if step == "clarify" and st.clarify:
+            await kit.questions.answer_variant(t, st.clarify["options"][0])
+            return
+        await kit.menu.transfer(t, "misunderstanding")
