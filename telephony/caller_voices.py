@@ -75,8 +75,9 @@ def _voices() -> dict[str, Voice]:
         Voice("pico-es", "pico", "es-ES", 1.0, 1.0),
         Voice("pico-es-fast-low", "pico", "es-ES", 1.15, 0.9),
         Voice("pico-es-slow-high", "pico", "es-ES", 0.9, 1.15),
-        Voice("kokoro-ef", "kokoro", "ef_dora", 1.0),
-        Voice("kokoro-em", "kokoro", "em_alex", 1.05),
+        Voice("kokoro-jf-alpha", "kokoro", "jf_alpha", 1.0),
+        Voice("kokoro-jm-kumo", "kokoro", "jm_kumo", 1.05),
+        Voice("kokoro-jf-nezumi", "kokoro", "jf_nezumi", 0.95),
         Voice("human-mx", "human", "mx"),
         Voice("human-co", "human", "co"),
     ]

@@ -24,7 +24,7 @@ import secrets
 import ssl
 import sys
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -72,7 +72,7 @@ CALLER_RATE_WPM = 140  # a caller speaking clearly; eSpeak's default pace garble
 GREETING = -1  # tag of the bot's greeting; replies are tagged with the step index
 _DTMF = re.compile(r"^[0-9*#A-Da-d]+$")
 
-StepKind = Literal["say", "wav", "dtmf"]
+StepKind = Literal["say", "wav", "dtmf", "listen"]
 
 
 # --- options and results -------------------------------------------------------------------------
@@ -81,7 +81,25 @@ StepKind = Literal["say", "wav", "dtmf"]
 @dataclass(frozen=True)
 class Step:
     kind: StepKind
-    value: str  # text to say, WAV path, or DTMF digits
+    value: str  # text to say, WAV path, or DTMF digits ("listen": seconds to keep listening)
+    # Pre-rendered 8 kHz mu-law for a "say" step (a caller voice other than eSpeak's).
+    audio: bytes | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass
+class BotHeard:
+    """What the caller's earpiece played of one bot turn, handed to a ``Responder``."""
+
+    index: int  # GREETING or the index of the caller step this answers
+    ulaw: bytes  # mu-law as played (what a caller heard), silence included
+    answered: bool  # some audible bot audio came
+    hung_up: bool  # the server has closed the call
+    turn: int  # how many caller steps were taken so far
+
+
+# Decides the caller's next step from what was heard; None hangs up. A ``listen`` step waits
+# up to its value in seconds for more of the same bot turn, then asks again.
+Responder = Callable[[BotHeard], Awaitable["Step | None"]]
 
 
 @dataclass
@@ -108,6 +126,10 @@ class CallOptions:
     # sentence once for hundreds of callers); filled as a side effect when given.
     rendered: dict[str, bytes] | None = None
     progress: Callable[[str], None] | None = None
+    # An interactive caller: after each bot turn it is asked for the next step (the ``steps``
+    # script is ignored). Used by the spoken evaluation's simulated citizens.
+    responder: Responder | None = None
+    max_steps: int = 40  # an interactive caller hangs up after this many steps
 
     def script(self) -> list[Step]:
         if self.steps is not None:
@@ -434,8 +456,18 @@ class _Call:
     # -- preparation --------------------------------------------------------------------------
     async def prepare_audio(self) -> None:
         """Render every utterance before dialing: synthesis must not disturb the 20 ms clock."""
+        await self._prepare(self.steps)
+
+    async def _prepare(self, steps: list[_StepState]) -> None:
         tts = None
-        for st in self.steps:
+        for st in steps:
+            if st.step.kind == "listen":
+                continue
+            if st.step.audio is not None:
+                st.audio = st.step.audio
+                if not st.audio:
+                    raise _CallError(f"sin audio que decir para {st.step.value!r}")
+                continue
             if st.step.kind == "dtmf":
                 if not _DTMF.match(st.step.value):
                     raise _CallError(f"dígitos DTMF no válidos: {st.step.value!r}")
@@ -652,11 +684,16 @@ class _Call:
             await self._wait(lambda: self._bot_done(GREETING), MAX_PLAYBACK_WAIT_S)
             if self.steps:
                 await asyncio.sleep(o.pause_ms / 1000)
+        elif o.responder is not None:
+            self.result.warnings.append(f"el bot no saludó en {o.greeting_timeout_s:g} s")
         elif not self.steps:
             self._fail(EXIT_NO_ANSWER, "el bot no dijo nada")
             return
         elif not self._closed:
             self.result.warnings.append(f"el bot no saludó en {o.greeting_timeout_s:g} s")
+        if o.responder is not None:
+            await self._interactive(o.responder)
+            return
 
         for i, st in enumerate(self.steps):
             if self._closed:
@@ -688,6 +725,56 @@ class _Call:
             await self._wait(lambda i=i: self._bot_done(i), MAX_PLAYBACK_WAIT_S)
             if nxt is not None:
                 await asyncio.sleep(o.pause_ms / 1000)
+
+    async def _interactive(self, responder: Responder) -> None:
+        """An interactive caller: after each bot turn has finished playing, the responder hears
+        it and chooses the next step (a phrase, keys, more listening, or hanging up)."""
+        o = self.o
+        tag = GREETING
+        done_at = self._loop.time()
+        while len(self.steps) < o.max_steps:
+            track = self._track(tag)
+            heard = BotHeard(
+                index=tag,
+                ulaw=bytes(track.played),
+                answered=track.first_received is not None,
+                hung_up=self._closed,
+                turn=len(self.steps),
+            )
+            try:
+                step = await responder(heard)
+            except Exception as exc:  # a bug in the simulated caller ends its call
+                self._fail(EXIT_ERROR, f"error del llamante simulado: {exc!r}")
+                return
+            if step is None or self._closed:
+                return
+            if step.kind == "listen":
+                before = track.audible_bytes
+                await self._wait(lambda t=track, b=before: t.audible_bytes > b, float(step.value))
+                if track.audible_bytes > before:
+                    await self._wait(lambda t=tag: self._bot_done(t), MAX_PLAYBACK_WAIT_S)
+                done_at = self._loop.time()
+                continue
+            st = _StepState(step)
+            try:
+                await self._prepare([st])
+            except _CallError as exc:
+                self._fail(EXIT_ERROR, str(exc))
+                return
+            # A person pauses before answering; time spent deciding counts towards that pause.
+            await asyncio.sleep(max(0.0, o.pause_ms / 1000 - (self._loop.time() - done_at)))
+            self.steps.append(st)
+            i = len(self.steps) - 1
+            self._say(f"Usted: {_said_label(step)}")
+            await self._speak(i)
+            if st.speech_end is None:  # hung up while we were talking
+                return
+            reply = self._track(i)
+            wait_s = min(o.timeout_s, DTMF_REPLY_WAIT_S) if step.kind == "dtmf" else o.timeout_s
+            if await self._wait(lambda t=reply: t.first_received is not None, wait_s):
+                await self._wait(lambda i=i: self._bot_done(i), MAX_PLAYBACK_WAIT_S)
+            done_at = self._loop.time()
+            tag = i
 
     def _fail(self, code: int, message: str) -> None:
         if self.result.exit_code == EXIT_OK:
