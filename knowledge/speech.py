@@ -433,14 +433,15 @@ def phone_answer(
     """The answer to read on the phone: at most two short sentences (≈35 words) that keep the
     facts asked for. A requirements list becomes one sentence of short items; prose keeps the
     sentences closest to the question."""
+    listed = _list_answer(hit, query, max_words)
+    wants_list = _wants_list(hit, query)
+    if listed and wants_list and fits_phone(listed, max_words, max_sentences):
+        return listed  # every requirement, not just the ones that share a word with the question
     answer = speakable_answer(
         hit, max_chars=PHONE_MAX_CHARS, query=query, max_sentences=max_sentences
     )
     if answer and fits_phone(answer, max_words, max_sentences):
         return answer
-    listed = _list_answer(hit, query, max_words)
-    if listed and fits_phone(listed, max_words, max_sentences) and _wants_list(hit, query):
-        return listed
     if answer:
         cut = _cut(answer, max_words, max_sentences)
         # A cut inside a later sentence keeps a bit of each ("Le esperamos 15 minutos. Si llega

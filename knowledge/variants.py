@@ -96,11 +96,23 @@ FACETS: tuple[Facet, ...] = (
     Facet(
         "validity",
         _rx(r"\bvigencia\b"),
-        _rx(r"\b(?:vigencia|vigente|vence|vencimiento|cuantos anos)\b"),
+        _rx(r"\b(?:vigencia|vigente|vence|vencimiento|cuantos anos|valid[oa]|vale por)\b"),
         _rx(r"\bvigencia\b|\bvale por\b|\bvalido por\b"),
         "La vigencia depende del caso",
         True,
         "vigencia vale años válido",
+    ),
+    Facet(
+        "place",
+        _rx(r"\bdonde\b"),
+        _rx(r"\b(?:donde|en que oficinas?|que oficinas?|cual oficina)\b"),
+        _rx(
+            r"\bse (?:solicita|solicitan|hace|hacen|ofrece|ofrecen|tramita|tramitan) "
+            r"(?:solo |solamente |unicamente )?en\b"
+        ),
+        "Depende del caso",
+        False,
+        "oficinas solicita hace",
     ),
 )
 _BY_NAME = {facet.name: facet for facet in FACETS}
@@ -119,9 +131,19 @@ def _fold(text: str) -> str:
     return fold_accents(text.lower())
 
 
+# "¿Cuánto dura el pasaporte?" asks how long the document is valid; "¿cuánto dura la cita?"
+# how long the appointment takes.
+_DOCUMENT_LASTS = re.compile(
+    r"\b(?:cuanto|cuanto tiempo|por cuanto tiempo|que tiempo) (?:me |le )?duran? "
+    r"(?:el|la|los|las|mi|su)\b(?! (?:cita|tramite|proceso|espera|entrega|atencion))"
+)
+
+
 def question_facet(query: str) -> Facet | None:
     """What a question asks about a procedure ("¿cuánto cuesta…?" → cost), if anything."""
     norm = _fold(query)
+    if _DOCUMENT_LASTS.search(norm):
+        return _BY_NAME["validity"]
     return next((facet for facet in FACETS if facet.question.search(norm)), None)
 
 
@@ -188,8 +210,8 @@ class Branch:
             return None
         if facet.name in heading_facets(own.title):
             return own
-        # A section without sub-sections that states the facet ("- Costo: RD$600.").
-        if len(self.sections) == 1 and facet.evidence.search(_fold(own.text)):
+        # Its own text states the facet ("- Costo: RD$600.", "La licencia vale por 4 años").
+        if facet.evidence.search(_fold(own.text)):
             return own
         return None
 
@@ -218,10 +240,14 @@ class Document:
         return [b for b in self.branches if b.is_variant]
 
     def general_section(self, facet: Facet) -> Section | None:
-        """A section that states ``facet`` for the whole document (covering every variant)."""
+        """A section that states ``facet`` for the whole document (covering every variant): a
+        branch whose heading names only facets, or the introduction if it states it ("El
+        pasaporte se solicita solo en dos oficinas")."""
         for branch in self.branches:
             if branch.general and facet.name in heading_facets(branch.title):
                 return branch.sections[0]
+        if self.intro is not None and facet.evidence.search(_fold(self.intro.text)):
+            return self.intro
         return None
 
     def sections_naming(self, facet: Facet) -> list[Section]:
@@ -408,10 +434,11 @@ def choose(
     named = _named(document, terms, rank)
     if named is not None:
         section = named.facet_section(facet) if facet else None
-        if section is None and facet is not None:
-            # The variant has no word on this ("¿cuánto tarda el acta de nacimiento?"): the
-            # document's section for it covers every variant.
-            section = document.general_section(facet) or _first_naming(document, facet, doc_hits)
+        if section is None and facet is not None and named.is_procedure:
+            # The variant has no word on this ("¿cuánto tarda el pasaporte de un menor?"): the
+            # document's section for it covers every variant. A branch that is no procedure
+            # ("Visas", "Multas de tránsito") answers for itself: "no tramitamos visas".
+            section = document.general_section(facet) or _agreed(document, facet, analyzer)
         if section is None and facet is None:
             # Asked about the variant itself ("se me perdió la cédula"): its introduction.
             section = next((s for s in named.sections if len(s.parts) == 2), None)
@@ -431,6 +458,17 @@ def choose(
     if not candidates:
         return Choice(top, facet=facet_name)
     sections = [b.facet_section(facet) for b in candidates]
+    # "¿Tengo que llevar fotos para el pasaporte?": only the variants that mention fotos.
+    specific = _specific_terms(query, facet, document, analyzer)
+    if specific:
+        mentioning = [
+            b
+            for b, s in zip(candidates, sections, strict=True)
+            if s is not None and specific & set(analyzer.tokenize(_facet_text(s, facet)))
+        ]
+        if mentioning and len(mentioning) < len(candidates):
+            candidates = mentioning
+            sections = [b.facet_section(facet) for b in candidates]
     stated = [s for s in sections if s is not None]
     if len(candidates) == 1 or _agree(stated, facet, document, analyzer):
         # The variant that says the most ("30 minutos, 10 días") covers the others.
@@ -446,16 +484,45 @@ def choose(
 
 def _plain(document: Document, top: Section, facet: Facet | None, named: Branch | None) -> Choice:
     """A document that is not a procedure in variants (offices, FAQ): the best passage, unless
-    that is only the document's overview and a section answers better: the one the question
-    names ("…en La Romana") or the one for what it asks ("¿cuánto cobran…?" → "Costo …")."""
+    that is only an overview (the introduction, or a section on one facet for everything, as
+    "Dónde se hace cada servicio") and a section answers better: the one the question names
+    ("…la oficina de Santiago") or the one for what it asks ("¿cuánto cobran…?" → "Costo …")."""
     facet_name = facet.name if facet else None
-    if len(top.parts) > 1:
+    top_branch = document.branch(top.heading)
+    overview = len(top.parts) == 1 or (top_branch is not None and top_branch.general)
+    if not overview or (named is None and len(top.parts) > 1):
         return Choice(top, facet=facet_name)
     if named is not None and named.sections:
         own = next((s for s in named.sections if len(s.parts) == 2), named.sections[0])
         return Choice(own, facet=facet_name, variant=named.label)
     general = document.general_section(facet) if facet else None
     return Choice(general or top, facet=facet_name)
+
+
+def _specific_terms(
+    query: str, facet: Facet, document: Document, analyzer: SpanishAnalyzer
+) -> set[str]:
+    """The words of a question beyond its topic and its facet ("fotos" in "¿tengo que llevar
+    fotos para el pasaporte?")."""
+    words = [
+        w
+        for w in re.findall(r"\w+", query)
+        if not facet.question.search(_fold(w)) and not _GETTING.match(_fold(w))
+    ]
+    return set(analyzer.tokenize(" ".join(words))) - document.terms
+
+
+# Verbs for getting a document say nothing about which variant: "sacar", "pedir", "tramitar".
+_GETTING = re.compile(r"(?:sac|ped|pid|solicit|tramit|hac|hag|obten|obtuv|consegu|consig)\w*$")
+
+
+def _facet_text(section: Section, facet: Facet) -> str:
+    """What a section says about ``facet``: all of it when its heading names the facet,
+    otherwise only its sentences and items that state it."""
+    if facet.name in heading_facets(section.title):
+        return section.text
+    pieces = _ITEM_OR_SENTENCE.split(section.text)
+    return " ".join(p for p in pieces if p.strip() and facet.evidence.search(_fold(p)))
 
 
 def _as_section(hit: Any, outline: Outline) -> Section:
@@ -512,21 +579,12 @@ def _matching(branch_terms: frozenset[str], terms: set[str]) -> set[str]:
     return {t for t in branch_terms if t in terms}
 
 
-def _first_naming(document: Document, facet: Facet, doc_hits: Sequence[Any]) -> Section | None:
-    for hit in doc_hits:
-        if facet.name in heading_facets(hit.heading.rsplit(HEADING_SEPARATOR, 1)[-1]):
-            found = _section_by_heading(document, hit.heading)
-            if found is not None:
-                return found
-    naming = document.sections_naming(facet)
-    return naming[0] if naming else None
-
-
-def _section_by_heading(document: Document, heading: str) -> Section | None:
-    branch = document.branch(heading)
-    if branch is None:
+def _agreed(document: Document, facet: Facet, analyzer: SpanishAnalyzer) -> Section | None:
+    """The variants' section on ``facet`` when they all say the same, else None."""
+    stated = [s for b in document.variants if (s := b.facet_section(facet)) is not None]
+    if not stated or not _agree(stated, facet, document, analyzer):
         return None
-    return next((s for s in branch.sections if s.heading == heading), None)
+    return max(stated, key=lambda s: len(facts(s, facet, document, analyzer)))
 
 
 def facts(section: Section, facet: Facet, document: Document, analyzer: SpanishAnalyzer) -> set:

@@ -132,7 +132,10 @@ def test_question_facets() -> None:
     assert question_facet("que papeles tengo que llevar").name == "requirements"
     assert question_facet("en cuanto tiempo esta listo").name == "duration"
     assert question_facet("hasta cuando esta vigente").name == "validity"
-    assert question_facet("donde queda la oficina") is None
+    assert question_facet("¿cuánto dura el pasaporte?").name == "validity"
+    assert question_facet("¿cuánto dura la cita?").name == "duration"
+    assert question_facet("donde queda la oficina").name == "place"
+    assert question_facet("¿puedo ir con mis hijos?") is None
 
 
 def test_a_named_variant_is_answered_from_its_own_section() -> None:
@@ -349,6 +352,12 @@ async def test_open_questions_ask_and_the_option_lands_on_its_variant(
             ["3500 pesos", "2500 pesos"],
         ),
         ("¿cuánto tarda la cédula?", "Duración", ["5 días laborables"]),
+        ("¿cuánto dura el pasaporte?", "Costos y vigencia del pasaporte", ["10 años"]),
+        ("¿dónde puedo sacar el pasaporte?", "Pasaporte", ["Santiago"]),
+        ("¿Dónde pago una multa de tránsito?", "Multas de tránsito", ["bancos"]),
+        ("¿cuánto cuesta la visa?", "Visas", ["no tramita visas"]),
+        ("donde queda la oficina de santiago", "Punto Ciudadano Santiago", ["Duarte"]),
+        ("cuanto cuesta el pasaporte rapido", "Costos y vigencia del pasaporte", ["2000 pesos"]),
     ],
 )
 async def test_named_or_agreeing_variants_are_answered_with_their_facts(
