@@ -62,8 +62,6 @@ _GREETING_ONLY = re.compile(
     r"noches|que tal|como esta|como estas|saludos|senorita|señorita|oiga|mire)\s*)+$"
 )
 _DONE = object()
-# Prompts whose answer is a day or a time.
-_WHEN_STEPS = frozenset({"when", "slot_choice", "slot_single"})
 # Questions where "sí, adiós" style answers are a yes, not a goodbye.
 _FINAL_STEPS = CONFIRM_STEPS | {"confirm_cancel", "confirm_target", "phone_confirm"}
 # Questions a 1 (yes) or 2 (no) on the keypad answers.
@@ -239,8 +237,8 @@ class OfflineDialogueBrain:
             t.say(phrases.BOOKING_START)
             await kit.advance(t)
             return
-        if st.task and st.awaiting in _WHEN_STEPS and not asks_question(t.norm, t.raw):
-            # A garbled date on a bad line ("el toxi molaume") is not a question for the
+        if st.task and st.awaiting and not asks_question(t.norm, t.raw):
+            # A garbled answer on a bad line ("el toxi molaume") is not a question for the
             # knowledge base: reading out an unrelated passage would only lose the caller.
             await kit.menu.not_understood(t)
             return

@@ -303,7 +303,10 @@ class BookingHandler:
             st.awaiting = None
             await self.kit.advance(t)
             return True
-        choices = st.choices or (st.draft.office_choices if st.awaiting == "office" else [])
+        if st.awaiting == "office":
+            choices = st.choices or st.draft.office_choices
+        else:  # the services in the order the question names them
+            choices = st.choices or [s.code for s in self.kit.catalog.services]
         if not 0 <= index < len(choices):
             return False
         return await self._pick(t, st.awaiting, choices[index])

@@ -55,6 +55,7 @@ _ASKS = re.compile(
     r"costo|informacion|se puede|hay que)\b"
 )
 _NAME_WORDS = re.compile(r"\b(?:nombre|llamo)\b")
+_CEDULA_WORD = re.compile(r"\bcedula\b")
 _PHONE_WORDS = re.compile(r"\b(?:telefono|celular|whatsapp|contacto|llamar(?:me)? al)\b")
 # Questions whose own handler reads digits (a cédula or a phone number being dictated).
 _DIGIT_STEPS = frozenset({"cedula", "lookup_cedula", "code_or_cedula", "phone", "phone_confirm"})
@@ -72,15 +73,32 @@ def capture_personal(t: Turn) -> set[str]:
             d.name = name
             got.add("name")
     if st.awaiting not in _DIGIT_STEPS:
-        digits = extract_cedula_digits(t.raw)
-        phone_said = bool(_PHONE_WORDS.search(t.norm))
-        if len(digits) == 11 and not phone_said and digits != d.cedula:
+        # Digits belong to the word that introduces them ("mi teléfono es…", "cédula…"), so
+        # a day or an hour said in the same breath is not read as part of the number.
+        phone_word = _PHONE_WORDS.search(t.norm)
+        cedula_word = _CEDULA_WORD.search(t.norm)
+        if phone_word:
+            after = _until(t.norm[phone_word.end() :], cedula_word, phone_word)
+            phone = extract_phone_digits(after)
+            if len(phone) == 10 and phone != d.phone:
+                d.phone, d.phone_done = phone, True
+                got.add("phone")
+        if cedula_word:
+            tail = _until(t.norm[cedula_word.end() :], phone_word, cedula_word)
+            digits = extract_cedula_digits(tail)
+        else:
+            digits = "" if phone_word else extract_cedula_digits(t.raw)
+        if len(digits) == 11 and digits != d.cedula:
             d.cedula, d.cedula_partial = digits, ""
             got.add("cedula")
-        elif phone_said and len(phone := extract_phone_digits(t.raw)) == 10:
-            d.phone, d.phone_done = phone, True
-            got.add("phone")
     return got
+
+
+def _until(tail: str, other: re.Match[str] | None, this: re.Match[str]) -> str:
+    """The text after ``this`` keyword, cut where the ``other`` one begins."""
+    if other is not None and other.start() > this.end():
+        return tail[: other.start() - this.end()]
+    return tail
 
 
 def absorb(kit: Kit, t: Turn, *, service: bool = True) -> set[str]:

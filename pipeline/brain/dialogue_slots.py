@@ -144,14 +144,23 @@ class SlotsHandler:
             else:
                 t.ask(f"Para {day} tengo {times}. {phrases.WHICH_ONE}")
             return
+        if len({r["starts_at"] for r in rows}) == 1:
+            # The same hour in several offices: the hour once, then the offices.
+            when = self._slot_phrase(rows[0], today, False)
+            offices = [f"en {self._office_short(r)}" for r in rows]
+            t.ask(f"{lead} {when} {join_es(offices, 'o')}. {phrases.WHICH_ONE}")
+            return
         spoken = [self._slot_phrase(r, today, with_office) for r in rows]
         t.ask(f"{lead} {join_es(spoken, 'o')}. {phrases.WHICH_ONE}")
+
+    def _office_short(self, row: dict[str, Any]) -> str:
+        office = self.kit.catalog.office(row["office"])
+        return office.short if office else row["office_name"]
 
     def _slot_phrase(self, row: dict[str, Any], today: date, with_office: bool) -> str:
         text = speak_datetime(datetime.fromisoformat(row["starts_at"]), today)
         if with_office:
-            office = self.kit.catalog.office(row["office"])
-            text += f" en {office.short if office else row['office_name']}"
+            text += f" en {self._office_short(row)}"
         return text
 
     async def choose(self, t: Turn, row: dict[str, Any]) -> None:

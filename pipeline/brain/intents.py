@@ -213,7 +213,9 @@ _NAME_LEAD = _rx(
 _NOT_NAME_WORDS = frozenset(
     "cita cedula pasaporte licencia acta oficina hora dia manana tarde lunes martes miercoles "
     "jueves viernes sabado domingo numero telefono codigo cancelar cambiar quiero necesito "
-    "gracias agente persona operador si no claro correcto ok bueno favor".split()
+    "gracias agente persona operador si no claro correcto ok bueno favor aja aha eh em mm mmm "
+    "este pues mire oiga hola alo digo okey vale listo perdon disculpe como que nada algo "
+    "nombre apellido yo usted".split()
 )
 _PARTICLES = frozenset({"de", "del", "la", "las", "los", "y", "san", "santa"})
 

@@ -107,7 +107,7 @@ TRANSFERRING_LOST = (
 # --- recovering from a miss: a shorter question, then choices, then another way -------------
 # The question asked again after a miss, shorter than the first time (never verbatim).
 SHORT_QUESTIONS = {
-    "service": "¿Para qué trámite es la cita?",
+    "service": "¿Qué trámite va a hacer?",
     "office": "¿En qué oficina la quiere?",
     "when": "¿Qué día le conviene?",
     "name": "¿Me dice su nombre y apellido?",

@@ -10,6 +10,9 @@ with the sample catalog, at a fixed "now": Saturday 21 November 2026, 10:00 in S
 
 The aggregate success rate is printed and must reach 90 %.
 
+No question may be asked three times in one call (a check on every case). ``can_transfer``:
+false runs the call as a deployment without a transfer number.
+
 Turn placeholders: ``{code}`` is the first pre-existing appointment's code ("TA-7K3P9") and
 ``{code_spoken}`` the same code said with letter names ("siete ka tres pe nueve").
 Expectation keys are documented in :func:`check`.
@@ -20,6 +23,7 @@ from __future__ import annotations
 import json
 import shutil
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -35,6 +39,7 @@ from pipeline.brain.base import CallContext, EndCall, TextChunk, ToolEvent, Tran
 from pipeline.brain.dialogue_state import STATE_KEY
 from pipeline.brain.office_tools import OfficeTools
 from pipeline.brain.offline import OfflineBrain
+from pipeline.brain.phrases import sentences
 from pipeline.brain.spoken import speak_code
 
 SET_PATH = Path(__file__).with_name("dialogue_set.jsonl")
@@ -148,7 +153,7 @@ async def run_call(world: World, case: dict[str, Any]) -> tuple[CallLog, list[Bo
     setup = [await book_directly(world, spec) for spec in case.get("setup", [])]
     for spec in case.get("full", []):
         await fill_slot(world, spec)
-    brain = OfflineBrain(world.tools, clock=clock)
+    brain = OfflineBrain(world.tools, clock=clock, can_transfer=case.get("can_transfer", True))
     ctx = CallContext(call_id=f"CA-{case['id']}", caller_number=case.get("caller"))
     log = CallLog()
     log.replies.append(await brain.greeting(ctx))
@@ -267,7 +272,17 @@ async def check(
             problems.append(f"tool {name} called")
     if log.ended_early:
         problems.append("the call ended before the script did")
+    for question, times in asked_questions(log).items():
+        if times >= 3:
+            problems.append(f"asked {times} times: {question!r}")
     return problems
+
+
+def asked_questions(log: CallLog) -> Counter[str]:
+    """Each question sentence the assistant said, counted (the greeting's aside)."""
+    return Counter(
+        s for reply in log.replies[1:] for s in sentences(reply) if s.rstrip().endswith("?")
+    )
 
 
 def _as_list(value: Any) -> list[str]:

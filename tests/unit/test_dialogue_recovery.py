@@ -1,0 +1,426 @@
+"""How the offline dialogue recovers on a bad line: facts kept whenever they come, shorter
+re-asks, choices with the keypad, moving on, corrections, goodbyes, no empty promises of a
+person. Conversations run against the real tools (knowledge base + SQLite + booking rules) at
+a fixed "now": Saturday 21 November 2026, 10:00 in Santo Domingo.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from app.booking import CATALOG, BookingService, ensure_catalog
+from app.storage import BookingRepository, Database
+from knowledge import KnowledgeBase
+from pipeline.brain import phrases
+from pipeline.brain.base import (
+    BrainOutput,
+    CallContext,
+    EndCall,
+    TextChunk,
+    ToolEvent,
+    Transfer,
+    UserInput,
+)
+from pipeline.brain.dialogue_state import STATE_KEY
+from pipeline.brain.office_tools import OfficeTools
+from pipeline.brain.offline import OfflineBrain
+
+TZ = ZoneInfo("America/Santo_Domingo")
+NOW = datetime(2026, 11, 21, 10, 0, tzinfo=TZ)
+SOURCE_DIR = Path(__file__).resolve().parents[2] / "knowledge_data"
+CEDULA = "cero cero uno uno dos tres cuatro cinco seis siete ocho"
+
+
+def clock() -> datetime:
+    return NOW
+
+
+@pytest.fixture(scope="module")
+def kb(tmp_path_factory: pytest.TempPathFactory) -> KnowledgeBase:
+    return KnowledgeBase.load(tmp_path_factory.mktemp("kb"), SOURCE_DIR)
+
+
+@pytest.fixture
+async def office(
+    tmp_path: Path, kb: KnowledgeBase
+) -> AsyncIterator[tuple[OfficeTools, BookingRepository]]:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'taina.db'}")
+    await db.migrate()
+    repo = BookingRepository(db, clock=clock)
+    await ensure_catalog(repo)
+    yield OfficeTools(kb, BookingService(repo, clock=clock)), repo
+    await db.dispose()
+
+
+class Call:
+    """One call: what the caller says, what the assistant answers and does."""
+
+    def __init__(self, brain: OfflineBrain, caller: str | None = "+18095551234") -> None:
+        self.brain = brain
+        self.ctx = CallContext(call_id="CA-rec", caller_number=caller)
+        self.replies: list[str] = []
+        self.outputs: list[BrainOutput] = []
+
+    async def say(self, text: str = "", dtmf: str = "") -> str:
+        outputs = [o async for o in self.brain.respond(self.ctx, UserInput(text=text, dtmf=dtmf))]
+        self.outputs += outputs
+        reply = "".join(o.text for o in outputs if isinstance(o, TextChunk)).strip()
+        self.replies.append(reply)
+        return reply
+
+    @property
+    def awaiting(self) -> str | None:
+        return self.ctx.state[STATE_KEY].awaiting
+
+    @property
+    def ended(self) -> bool:
+        return any(isinstance(o, EndCall) for o in self.outputs)
+
+    @property
+    def transferred(self) -> bool:
+        return any(isinstance(o, Transfer) for o in self.outputs)
+
+    def questions(self) -> list[str]:
+        return [s for r in self.replies for s in phrases.sentences(r) if s.endswith("?")]
+
+
+async def start(office: tuple[OfficeTools, BookingRepository], **kw: Any) -> Call:
+    call = Call(OfflineBrain(office[0], clock=clock, **kw))
+    call.replies.append(await call.brain.greeting(call.ctx))
+    return call
+
+
+# --- facts kept whenever they come ------------------------------------------------------------
+
+
+async def test_several_facts_in_one_breath_are_all_kept_and_read_back_once(
+    office: tuple[OfficeTools, BookingRepository],
+) -> None:
+    call = await start(office)
+    reply = await call.say(
+        "Soy María Gómez, quiero sacar el pasaporte en Santiago el jueves en la tarde"
+    )
+    assert "jueves 26 de noviembre" in reply and "tarde" in reply and call.awaiting == "slot_choice"
+    reply = await call.say("la primera")
+    assert "cédula" in reply and "nombre" not in reply  # the name was given already
+    await call.say(CEDULA)
+    reply = await call.say("sí")
+    assert reply.startswith("Le confirmo") and reply.count("?") == 1
+    for fact in ("pasaporte", "Santiago", "jueves 26 de noviembre", "María Gómez", "cero cero uno"):
+        assert fact in reply
+    await call.say("sí")
+    booking = (await office[1].list_bookings())[0]
+    assert (booking.service_code, booking.office_code) == ("pasaporte", "STI")
+    assert booking.citizen_name == "María Gómez" and booking.starts_at.hour >= 13
+
+
+async def test_facts_given_while_another_question_is_pending_are_kept(
+    office: tuple[OfficeTools, BookingRepository],
+) -> None:
+    call = await start(office)
+    await call.say("quiero una cita para la cédula")
+    assert call.awaiting == "office"
+    reply = await call.say("me llamo Ana Pérez")
+    assert call.awaiting == "office" and reply == phrases.SHORT_QUESTIONS["office"]
+    await call.say("en La Romana el lunes a las nueve")
+    reply = await call.say("mi cédula es " + CEDULA)
+    assert call.awaiting == "phone_confirm", reply  # neither name nor cédula asked again
+    reply = await call.say("sí")
+    assert "Ana Pérez" in reply and "La Romana" in reply
+
+
+async def test_a_name_and_cedula_said_before_the_task_is_known_are_kept(
+    office: tuple[OfficeTools, BookingRepository],
+) -> None:
+    call = await start(office)
+    reply = await call.say("Buenas, le habla José Peña")
+    assert "Mucho gusto" in reply
+    reply = await call.say("necesito una cita de licencia en Santiago el lunes a las nueve")
+    assert "nombre" not in reply and call.awaiting == "cedula"
+
+
+async def test_name_and_cedula_in_one_answer(
+    office: tuple[OfficeTools, BookingRepository],
+) -> None:
+    call = await start(office)
+    await call.say("cita de cédula en Santiago el lunes a las diez")
+    assert call.awaiting == "name"
+    await call.say("Rosa Almonte, cédula " + CEDULA)
+    draft = call.ctx.state[STATE_KEY].draft
+    assert (draft.name, draft.cedula) == ("Rosa Almonte", "00112345678")
+    assert call.awaiting == "phone_confirm"
+
+
+async def test_an_office_said_at_the_name_question_is_an_office_not_a_name(
+    office: tuple[OfficeTools, BookingRepository],
+) -> None:
+    call = await start(office)
+    await call.say("quiero una cita de cédula en Santiago el lunes a las diez")
+    await call.say("en La Romana")
+    draft = call.ctx.state[STATE_KEY].draft
+    assert draft.office == "LRO" and draft.name is None
+
+
+# --- never the same question a third time -----------------------------------------------------
+
+
+async def test_a_second_miss_offers_choices_that_the_keypad_answers(
+    office: tuple[OfficeTools, BookingRepository],
+) -> None:
+    call = await start(office)
+    first = await call.say("quiero hacer una cita")
+    assert call.awaiting == "service"
+    again = await call.say("eh, pues, lo del otro día")
+    assert again != first and len(again) < len(first) + len(phrases.NOT_CAUGHT) + 2
+    menu = await call.say("mmm")
+    assert "marque" in menu.lower() and "2 para pasaporte" in menu
+    await call.say(dtmf="2")
+    assert call.ctx.state[STATE_KEY].draft.service == "pasaporte"
+    assert len(call.questions()) == len(set(call.questions()))  # no question said twice
+
+
+async def test_the_menu_can_be_answered_by_position_in_words(
+    office: tuple[OfficeTools, BookingRepository],
+) -> None:
+    call = await start(office)
+    await call.say("quiero una cita")
+    await call.say("bla bla")
+    await call.say("bla bla")
+    await call.say("la tres")
+    assert call.ctx.state[STATE_KEY].draft.service == "licencia"
+
+
+async def test_a_third_miss_on_the_office_looks_in_any_office(
+    office: tuple[OfficeTools, BookingRepository],
+) -> None:
+    call = await start(office)
+    await call.say("quiero una cita de cédula")
+    for _ in range(2):
+        await call.say("ajá sí pues eso")
+    assert "marque 1, 2, 3 o 4" in call.replies[-1]
+    reply = await call.say("ajá sí pues eso")
+    assert call.ctx.state[STATE_KEY].draft.any_office
+    assert call.awaiting == "when" and "día" in reply and not call.transferred
+
+
+async def test_a_third_miss_without_a_sensible_default_hands_over_or_gives_the_phone(
+    office: tuple[OfficeTools, BookingRepository],
+) -> None:
+    with_agent = await start(office)
+    await with_agent.say("quiero una cita")
+    for _ in range(3):
+        await with_agent.say("ajá")
+    assert with_agent.transferred
+
+    alone = await start(office, can_transfer=False)
+    await alone.say("quiero una cita")
+    for _ in range(3):
+        reply = await alone.say("ajá")
+    assert not alone.transferred and not alone.ended
+    assert "ocho cero nueve" in reply and "Le comunico" not in " ".join(alone.replies)
+    assert alone.awaiting == "anything_else"
+
+
+async def test_the_name_as_heard_is_taken_at_the_third_try_and_read_back(
+    office: tuple[OfficeTools, BookingRepository],
+) -> None:
+    call = await start(office)
+    await call.say("cita de cédula en Santiago el lunes a las diez")
+    for said in ("ajá", "bueno pues", "xiomara altagracia bueno"):
+        await call.say(said)  # "bueno" makes the last one look like no name at all
+    assert call.ctx.state[STATE_KEY].draft.name == "Xiomara Altagracia Bueno"
+    assert call.awaiting == "cedula"
+    await call.say(CEDULA)
+    assert "a nombre de Xiomara Altagracia Bueno" in await call.say("sí")
+
+
+async def test_dictated_cedula_misses_end_at_the_keypad(
+    office: tuple[OfficeTools, BookingRepository],
+) -> None:
+    call = await start(office)
+    await call.say("cita de cédula en Santiago el lunes a las diez")
+    await call.say("Pedro Martínez")
+    await call.say("este pues mire")
+    reply = await call.say("eh no sé")
+    assert "teclado" in reply and "once dígitos" in reply
+    await call.say(dtmf="00112345678")
+    assert call.awaiting == "phone_confirm"
+
+
+# --- corrections ------------------------------------------------------------------------------
+
+
+async def book_until_confirmation(call: Call) -> str:
+    await call.say("quiero una cita de cédula en Santo Domingo Este el lunes a las diez")
+    await call.say("Juan Pérez")
+    await call.say(CEDULA)
+    return await call.say("sí")
+
+
+@pytest.mark.parametrize(
+    ("correction", "expected"),
+    [
+        ("no, el martes", "martes 24 de noviembre a las diez de la mañana"),
+        ("no, en La Romana", "Punto Ciudadano La Romana, el lunes 23 de noviembre a las diez"),
+        ("me equivoqué, es licencia", "cita de licencia de conducir"),
+        ("mi nombre es Juana Pérez", "a nombre de Juana Pérez"),
+        ("no, la cédula es cero cero uno uno dos tres cuatro cinco seis siete nueve", "te, nueve"),
+    ],
+)
+async def test_corrections_at_the_final_confirmation(
+    office: tuple[OfficeTools, BookingRepository], correction: str, expected: str
+) -> None:
+    call = await start(office)
+    summary = await book_until_confirmation(call)
+    assert summary.startswith("Le confirmo")
+    reply = await call.say(correction)
+    assert expected in reply and reply.endswith("¿Está correcto?"), reply
+    await call.say("sí")
+    assert len(await office[1].list_bookings()) == 1
+
+
+async def test_a_correction_in_the_middle_of_the_booking(
+    office: tuple[OfficeTools, BookingRepository],
+) -> None:
+    call = await start(office)
+    await call.say("quiero una cita de pasaporte en Santiago el lunes a las nueve")
+    reply = await call.say("no, perdón, mejor el martes")
+    assert "martes 24 de noviembre a las nueve" in reply and call.awaiting == "name"
+
+
+# --- goodbyes ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "goodbye",
+    [
+        "gracias, adiós",
+        "Gracias. ¡Amiós!",
+        "eso es todo",
+        "ya, gracias",
+        "nada más",
+        "hasta luego",
+        "chao",
+        "bye",
+        "ok gracias, bendiciones",
+    ],
+)
+async def test_goodbyes_end_the_call_at_any_point(
+    office: tuple[OfficeTools, BookingRepository], goodbye: str
+) -> None:
+    call = await start(office)
+    await call.say("quiero una cita de cédula")
+    reply = await call.say(goodbye)
+    assert call.ended and "buen día" in reply
+
+
+async def test_thanks_alone_does_not_abort_a_booking_and_no_thanks_ends_after_anything_else(
+    office: tuple[OfficeTools, BookingRepository],
+) -> None:
+    call = await start(office)
+    await call.say("quiero una cita de cédula en Santiago el lunes a las diez")
+    reply = await call.say("gracias")
+    assert not call.ended and "nombre" in reply
+    await call.say("Juan Pérez")
+    await call.say(CEDULA)
+    await call.say("sí")
+    await call.say("sí")
+    assert call.awaiting == "anything_else"
+    await call.say("ok, muchas gracias")
+    assert call.ended
+
+
+# --- no promise of a person that cannot come --------------------------------------------------
+
+
+async def test_without_a_transfer_number_it_says_so_once_and_gives_the_office_phone(
+    office: tuple[OfficeTools, BookingRepository],
+) -> None:
+    call = await start(office, can_transfer=False)
+    reply = await call.say("quiero hablar con un agente")
+    assert not call.transferred and phrases.NO_AGENT in reply
+    assert "ocho cero nueve, cinco cinco cinco" in reply and "lunes a viernes" in reply
+    assert "Le comunico" not in reply
+    reply = await call.say(dtmf="0")
+    assert not call.transferred and phrases.NO_AGENT not in reply and "ocho cero nueve" in reply
+
+
+async def test_a_refused_transfer_tool_is_not_promised(
+    office: tuple[OfficeTools, BookingRepository],
+) -> None:
+    tools, _ = office
+
+    class NoAgents:
+        catalog = CATALOG
+
+        def now(self) -> datetime:
+            return NOW
+
+        async def call(self, name: str, args: dict[str, Any], ctx: CallContext) -> dict:
+            if name == "transfer_to_human":
+                return {"ok": False, "reason": "unavailable"}
+            return await tools.call(name, args, ctx)
+
+    call = Call(OfflineBrain(NoAgents(), clock=clock))  # type: ignore[arg-type]
+    reply = await call.say("páseme con una persona por favor")
+    assert not call.transferred and "Le comunico" not in reply and phrases.NO_AGENT in reply
+
+
+async def test_a_transfer_mid_booking_without_agents_keeps_the_booking_going(
+    office: tuple[OfficeTools, BookingRepository],
+) -> None:
+    call = await start(office, can_transfer=False)
+    await call.say("quiero una cita de pasaporte en Santiago")
+    reply = await call.say("mejor páseme con un agente")
+    assert phrases.KEEP_HELPING in reply and call.awaiting == "when"
+    assert "ocho cero nueve, cinco cinco cinco, cero uno cuatro cero" in reply  # Santiago's
+
+
+# --- misheard words and knowledge questions ---------------------------------------------------
+
+
+async def test_a_misheard_request_is_repaired_before_it_is_read(
+    office: tuple[OfficeTools, BookingRepository],
+) -> None:
+    call = await start(office)
+    await call.say("Quiero hacer una cita para renovar mi fe en la oficia principal")
+    draft = call.ctx.state[STATE_KEY].draft
+    assert (draft.service, draft.office) == ("cedula", "SDC")
+
+
+async def test_an_open_variant_is_asked_then_answered_for_the_option_chosen(
+    office: tuple[OfficeTools, BookingRepository],
+) -> None:
+    call = await start(office)
+    reply = await call.say("¿qué necesito para sacar el pasaporte?")
+    assert call.awaiting == "clarify" and reply.endswith("?") and "menores" in reply
+    reply = await call.say(dtmf="3")
+    searches = [o for o in call.outputs if isinstance(o, ToolEvent)]
+    assert searches[-1].arguments["query"].endswith("menores de edad")
+    assert "menor" in reply and call.awaiting == "offer_booking"
+
+
+async def test_an_open_variant_answered_in_the_callers_own_words(
+    office: tuple[OfficeTools, BookingRepository],
+) -> None:
+    call = await start(office)
+    await call.say("¿qué necesito para sacar el pasaporte?")
+    reply = await call.say("es para renovarlo")
+    assert call.ctx.state[STATE_KEY].sources[-1].startswith("pasaporte.md")
+    assert "renov" in call.ctx.state[STATE_KEY].sources[-1].lower() or "venc" in reply
+
+
+async def test_after_an_answer_without_a_service_it_asks_if_there_is_more(
+    office: tuple[OfficeTools, BookingRepository],
+) -> None:
+    call = await start(office)
+    reply = await call.say("¿dónde queda la oficina de La Romana?")
+    assert reply.endswith(phrases.WANT_MORE_INFO)
+    await call.say("no, gracias")
+    assert call.ended
