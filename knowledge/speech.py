@@ -375,6 +375,12 @@ def _list_answer(hit: Any, query: str | None, max_words: int) -> str:
     items = [i for i in items if i]
     if intro == "Necesita":  # "Necesita: …, y puede venir acompañado" is not a requirement
         items = [i for i in items if not _optional(i)] or items
+    # A list of "label: value" facts ("Costo: 600 pesos", "Requisitos: …"): the ones whose
+    # label the question asks for.
+    labelled = [i for i in items if ": " in i]
+    if terms and len(labelled) == len(items):
+        asked = [i for i in items if set(analyzer.tokenize(i.partition(": ")[0])) & terms]
+        items = asked or items
 
     def render(chosen: list[str]) -> str:
         if any(": " in i for i in chosen):

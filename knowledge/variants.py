@@ -431,7 +431,8 @@ def choose(
     if not document.procedural:
         return _plain(document, top, facet, _named(document, terms, rank))
 
-    named = _named(document, terms, rank)
+    opposed = {_OPPOSITES[t] for t in terms if t in _OPPOSITES}
+    named = _named(document, terms, rank, frozenset(opposed))
     if named is not None:
         section = named.facet_section(facet) if facet else None
         if section is None and facet is not None and named.is_procedure:
@@ -458,6 +459,11 @@ def choose(
     if not candidates:
         return Choice(top, facet=facet_name)
     sections = [b.facet_section(facet) for b in candidates]
+    # "Para un adulto" rules out the variant for minors.
+    kept = [b for b in candidates if not (b.terms & opposed)]
+    if kept and len(kept) < len(candidates):
+        candidates = kept
+        sections = [b.facet_section(facet) for b in candidates]
     # "¿Tengo que llevar fotos para el pasaporte?": only the variants that mention fotos.
     specific = _specific_terms(query, facet, document, analyzer)
     if specific:
@@ -512,6 +518,9 @@ def _specific_terms(
     return set(analyzer.tokenize(" ".join(words))) - document.terms
 
 
+# Words that rule a variant out: an adult's case is not the minors' variant.
+_OPPOSITES = {"adult": "menor", "mayor": "menor", "grand": "menor"}
+
 # Verbs for getting a document say nothing about which variant: "sacar", "pedir", "tramitar".
 _GETTING = re.compile(r"(?:sac|ped|pid|solicit|tramit|hac|hag|obten|obtuv|consegu|consig)\w*$")
 
@@ -564,10 +573,13 @@ def _branch_rank(document: Document, doc_hits: Sequence[Any]) -> dict[str, int]:
     return rank
 
 
-def _named(document: Document, terms: set[str], rank: dict[str, int]) -> Branch | None:
+def _named(
+    document: Document, terms: set[str], rank: dict[str, int], opposed: frozenset[str] = frozenset()
+) -> Branch | None:
     """The variant the question names, if any: most of its distinguishing words, then the
-    best-ranked."""
-    scored = [(len(_matching(b.terms, terms)), b) for b in document.variants]
+    best-ranked; never one the question rules out ("mayor de edad" is not "menores de edad")."""
+    variants = [b for b in document.variants if not (b.terms & opposed)]
+    scored = [(len(_matching(b.terms, terms)), b) for b in variants]
     scored = [(n, b) for n, b in scored if n]
     if not scored:
         return None

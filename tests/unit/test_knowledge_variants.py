@@ -393,3 +393,20 @@ async def test_every_section_answer_fits_a_phone_turn(tools: OfficeTools) -> Non
             answer = phone_answer(hit, query=query)
             assert answer and fits_phone(answer), (node.node_id, answer)
             assert not re.search(r"RD\$|[*#]|\d:\d\d", answer), answer
+
+
+async def test_a_reply_that_rules_a_variant_out_narrows_the_question(tools: OfficeTools) -> None:
+    question = "¿Qué necesito para sacar el pasaporte?"
+    for reply in ("para un adulto", "es mayor de edad"):
+        result = await ask(tools, f"{question} {reply}")
+        assert result["clarify"]["options"] == ["primera vez", "renovación"], reply
+    both = await ask(tools, f"{question} es mayor de edad y es la primera vez")
+    assert both["heading"].endswith("Requisitos para el primer pasaporte")
+
+
+async def test_a_labelled_list_reads_the_item_asked_for(tools: OfficeTools) -> None:
+    result = await ask(tools, "que papeles piden pa la licencia permiso de aprendizaje")
+    assert result["heading"].endswith("Permiso de aprendizaje")
+    assert result["answer"].startswith("Requisitos: cédula"), result["answer"]
+    cost = await ask(tools, "cuanto cuesta el permiso de aprendizaje")
+    assert "600 pesos" in cost["answer"] and fits_phone(cost["answer"])
