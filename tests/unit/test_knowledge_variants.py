@@ -410,3 +410,19 @@ async def test_a_labelled_list_reads_the_item_asked_for(tools: OfficeTools) -> N
     assert result["answer"].startswith("Requisitos: cédula"), result["answer"]
     cost = await ask(tools, "cuanto cuesta el permiso de aprendizaje")
     assert "600 pesos" in cost["answer"] and fits_phone(cost["answer"])
+
+
+async def test_a_new_knowledge_file_with_variants_works_through_the_tool(tmp_path: Path) -> None:
+    """No code knows "pesca": the chunker's heading paths are enough."""
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "pesca.md").write_text(PESCA_MD, encoding="utf-8")
+    (source / "otros.md").write_text("# Otros\n\n## Horario\n\nAbrimos a las 8:00.\n")
+    tools = OfficeTools(KnowledgeBase.load(tmp_path / "data", source), None)
+    asked = await ask(tools, "que rekisitos piden pal permiso de pezca")
+    assert asked["clarify"]["options"] == ["deportiva", "renovación", "comercial"]
+    again = await ask(tools, "que rekisitos piden pal permiso de pezca renovación")
+    assert again["heading"].endswith("Requisitos para renovar el permiso")
+    assert again["answer"] == "Necesita: el permiso anterior y cédula vigente."
+    cost = await ask(tools, "cuanto cuesta el permiso deportivo")
+    assert cost["answer"] == "El permiso deportivo cuesta 900 pesos."
