@@ -79,6 +79,15 @@ FACETS: tuple[Facet, ...] = (
         "requisitos necesita",
     ),
     Facet(
+        "validity",
+        _rx(r"\bvigencia\b"),
+        _rx(r"\b(?:vigencia|vigente|vence|vencimiento|cuantos anos|valid[oa]|vale por)\b"),
+        _rx(r"\bvigencia\b|\bvale por\b|\bvalido por\b"),
+        "La vigencia depende del caso",
+        True,
+        "vigencia vale años válido",
+    ),
+    Facet(
         "duration",
         _rx(r"\b(?:duracion|tiempo|entrega)\b"),
         _rx(
@@ -92,15 +101,6 @@ FACETS: tuple[Facet, ...] = (
         "El tiempo de entrega depende del caso",
         True,
         "listo lista entrega",
-    ),
-    Facet(
-        "validity",
-        _rx(r"\bvigencia\b"),
-        _rx(r"\b(?:vigencia|vigente|vence|vencimiento|cuantos anos|valid[oa]|vale por)\b"),
-        _rx(r"\bvigencia\b|\bvale por\b|\bvalido por\b"),
-        "La vigencia depende del caso",
-        True,
-        "vigencia vale años válido",
     ),
     Facet(
         "place",
@@ -422,9 +422,14 @@ def choose(
     terms = set(analyzer.query_terms(query))
     facet = question_facet(query)
     facet_name = facet.name if facet else None
-    document = _focus(hits, query, terms, outline)
+    document = _focus(hits, query, outline)
     if document is None:
         return Choice(_as_section(hits[0], outline), facet=facet_name)
+    if facet is not None and not _topic_terms(query, facet, analyzer):
+        # "¿Cuánto cuesta?" with no procedure named: ask which one first.
+        which = _which_procedure(facet, hits, outline)
+        if which is not None:
+            return which
     doc_hits = [h for h in hits if h.source == document.source]
     top = _as_section(doc_hits[0], outline)
     rank = _branch_rank(document, doc_hits)
@@ -494,6 +499,12 @@ def _plain(document: Document, top: Section, facet: Facet | None, named: Branch 
     "Dónde se hace cada servicio") and a section answers better: the one the question names
     ("…la oficina de Santiago") or the one for what it asks ("¿cuánto cobran…?" → "Costo …")."""
     facet_name = facet.name if facet else None
+    top_facets = heading_facets(top.title)
+    if facet is not None and top_facets and facet.name not in top_facets:
+        # "¿Cuánto tiempo es válido el certificado?" ranked the section on its cost first.
+        general = document.general_section(facet)
+        if general is not None:
+            return Choice(general, facet=facet_name)
     top_branch = document.branch(top.heading)
     overview = len(top.parts) == 1 or (top_branch is not None and top_branch.general)
     if not overview or (named is None and len(top.parts) > 1):
@@ -503,6 +514,42 @@ def _plain(document: Document, top: Section, facet: Facet | None, named: Branch 
         return Choice(own, facet=facet_name, variant=named.label)
     general = document.general_section(facet) if facet else None
     return Choice(general or top, facet=facet_name)
+
+
+def _topic_terms(query: str, facet: Facet, analyzer: SpanishAnalyzer) -> set[str]:
+    """What a question is about beyond the facet it asks: {} for "¿cuánto cuesta?"."""
+    words = [
+        w
+        for w in re.findall(r"\w+", query)
+        if not facet.question.search(_fold(w)) and not _GETTING.match(_fold(w))
+    ]
+    return set(analyzer.tokenize(" ".join(words)))
+
+
+def _which_procedure(facet: Facet, hits: Sequence[Any], outline: Outline) -> Choice | None:
+    """ "Los requisitos dependen del trámite: ¿pasaporte, cédula o licencia?" over the
+    procedures in variants found for the question, best-ranked first."""
+    sources: list[str] = []
+    for hit in hits:
+        document = outline.documents.get(hit.source)
+        if document is not None and document.procedural and hit.source not in sources:
+            sources.append(hit.source)
+    for document in outline.documents.values():  # the others, in file order
+        if document.procedural and document.source not in sources:
+            sources.append(document.source)
+    if len(sources) < 2:
+        return None
+    options = tuple(_fold_title(outline.documents[s].title) for s in sources[:MAX_OPTIONS])
+    lead = facet.lead.replace("del caso", "del trámite")
+    question = Clarify(f"{lead}: ¿{join_options(options)}?", options)
+    return Choice(None, question, facet.name, source=sources[0])
+
+
+def _fold_title(title: str) -> str:
+    """A procedure's spoken name: the first word of its title ("Cédula de identidad y
+    electoral" → "cédula")."""
+    first = title.split()[0].strip(",")
+    return first[:1].lower() + first[1:]
 
 
 def _specific_terms(
@@ -539,26 +586,27 @@ def _as_section(hit: Any, outline: Outline) -> Section:
     return known or Section(hit.source, hit.heading, hit.text, getattr(hit, "node_id", ""))
 
 
-def _focus(hits: Sequence[Any], query: str, terms: set[str], outline: Outline) -> Document | None:
-    """The document the question is about: among the documents found, the one whose title
-    the question names ("…el pasaporte" → Pasaporte) even when a passage of another document
-    that mentions the passport ranks first (only procedures in variants count: "la cita" is
-    said in passing in many questions); otherwise the best-ranked one. Words the caller
-    said count before words implied by them ("papeles" implies "documentos", which is in the
-    title of the apostille document but is not what the caller asked about)."""
+def _focus(hits: Sequence[Any], query: str, outline: Outline) -> Document | None:
+    """The document the question is about: the one whose title the caller said ("…el
+    pasaporte" → Pasaporte) even when a passage of another document that only mentions the
+    passport ranks first; otherwise the best-ranked one.
+
+    Titles of procedures in variants always count. Other titles ("Citas", "Actas") count only
+    when the best passage's heading shares no word with the question: "la cita" is said in
+    passing in many questions ("me cobran por conseguirme la cita" is about "Cobros por
+    teléfono"), but "¿cuánto cuesta el acta urgente?" is not about the passport's "Costos".
+    Only words said count, not words implied by them ("papeles" implies "documentos", which is
+    in the title of the apostille document)."""
     said = set(outline.analyzer.tokenize(query))
-    best: tuple[int, int, int] | None = None
+    accidental = not (said & set(outline.analyzer.tokenize(hits[0].heading))) if hits else True
+    best: tuple[int, int] | None = None
     focus: Document | None = None
     for index, hit in enumerate(hits):
         document = outline.documents.get(hit.source)
         if document is None:
             continue
-        named = document.procedural  # other titles ("Citas") are named in passing too often
-        key = (
-            -len(document.terms & said) if named else 0,
-            -len(document.terms & terms) if named else 0,
-            index,
-        )
+        named = len(document.terms & said) if document.procedural or accidental else 0
+        key = (-named, index)
         if best is None or key < best:
             best, focus = key, document
     return focus

@@ -426,3 +426,24 @@ async def test_a_new_knowledge_file_with_variants_works_through_the_tool(tmp_pat
     assert again["answer"] == "Necesita: el permiso anterior y cédula vigente."
     cost = await ask(tools, "cuanto cuesta el permiso deportivo")
     assert cost["answer"] == "El permiso deportivo cuesta 900 pesos."
+
+
+async def test_a_question_naming_no_procedure_asks_which_one(tools: OfficeTools) -> None:
+    asked = await ask(tools, "¿cuánto cuesta?")
+    options = asked["clarify"]["options"]
+    assert set(options) == {"pasaporte", "cédula", "licencia"}
+    assert asked["answer"].startswith("El costo depende del trámite: ¿")
+    cedula = await ask(tools, "¿cuánto cuesta? cédula")
+    assert cedula["clarify"]["options"][0] == "primera cédula"  # then which variant
+    passport = await ask(tools, "¿cuánto cuesta? pasaporte")
+    assert "3500 pesos" in passport["answer"]
+    assert "clarify" not in await ask(tools, "¿cuánto cuesta la cita?")
+
+
+async def test_a_title_said_beats_a_passage_that_only_mentions_it(tools: OfficeTools) -> None:
+    urgent = await ask(tools, "¿Cuánto cuesta el acta urgente?")
+    assert urgent["source"] == "actas_estado_civil.md" and "150 pesos" in urgent["answer"]
+    scam = await ask(tools, "Un señor me está cobrando por conseguirme la cita, ¿es legal?")
+    assert scam["heading"].endswith("Cobros por teléfono y estafas")
+    valid = await ask(tools, "¿Cuánto tiempo es válido el certificado de no antecedentes?")
+    assert "90 días" in valid["answer"]
