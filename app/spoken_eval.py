@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
+
 from app.spoken_eval_caller import Citizen
 from app.spoken_eval_report import (
     StoredBooking,
@@ -73,7 +75,9 @@ class EvalConfig:
 class Ears:
     """The citizens' Whisper: one model shared by every call, one utterance at a time.
 
-    Beam search and no catalog prompt: a person's ears, not the product's tuned ones."""
+    A person's ears, not the product's tuned ones: no catalog prompt, beam search, the stock
+    30 s encoder window, and the level brought to a normal loudness first (a person turns
+    the volume up; Whisper base drops words of quiet audio)."""
 
     def __init__(self) -> None:
         from app.settings import Settings
@@ -82,11 +86,24 @@ class Ears:
         s = Settings()
         self.stt = WhisperSTT(
             s.whisper_dir, language="es", prompt="", beam_size=5, cpu_threads=1,
-            temperatures=(0.0, 0.4),
+            temperatures=(0.0, 0.4), min_encoder_s=None,
         )  # fmt: skip
 
     async def transcribe(self, pcm: bytes, rate: int) -> str:
-        return (await self.stt.transcribe(pcm, rate)).text
+        return (await self.stt.transcribe(normalize_level(pcm), rate)).text
+
+
+def normalize_level(pcm: bytes, target_dbfs: float = -20.0) -> bytes:
+    """Speech brought to ``target_dbfs`` RMS (measured over its louder part), clipped."""
+    x = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
+    if x.size == 0:
+        return pcm
+    loud = x[np.abs(x) > 0.05 * (np.abs(x).max() or 1)]
+    level = float(np.sqrt(np.mean(loud**2))) if loud.size else 0.0
+    if level < 1:
+        return pcm
+    x *= 32768 * 10 ** (target_dbfs / 20) / level
+    return np.clip(x, -32768, 32767).astype("<i2").tobytes()
 
     def close(self) -> None:
         close = getattr(self.stt, "close", None)

@@ -48,7 +48,6 @@ _ASKS: list[tuple[str, re.Pattern[str]]] = [
     ("choose_time", re.compile(r"cual prefiere|cual le (conviene|queda|sirve)|"
                                r"tengo (disponible|a las|para)|hay (cupo|espacio|turnos?)|"
                                r"horarios? disponibles?")),
-    ("offer_ok", re.compile(r"le sirve|le conviene|le queda bien|le funciona")),
     ("service", re.compile(r"tramite|servicio|para que (es|seria|necesita|desea)|"
                            r"que (documento|necesita hacer)|que tipo de cita")),
     ("cedula", re.compile(r"cedula")),
@@ -58,10 +57,12 @@ _ASKS: list[tuple[str, re.Pattern[str]]] = [
     ("office", re.compile(r"oficina|donde|sucursal|sede|"
                           r"(santiago|romana|centro|este)\s*\?|"
                           r"(centro|este|santiago|romana)\W+o\W+(en )?(santo|santiago|la romana)")),
-    ("datetime", re.compile(r"(que|cual) dia y (a )?que hora|dia y hora|fecha y hora")),
+    ("datetime", re.compile(r"(que|cual) dia y (a )?que hora|dia y hora|fecha y hora|"
+                            r"\bdia\b.*\bhora\b")),
     ("date", re.compile(r"que dia|cual dia|fecha|para cuando|otro dia|que dia le")),
     ("time", re.compile(r"que hora|hora le|de la manana o|en la manana o|"
                         r"manana o (de |en |por )?la tarde")),
+    ("offer_ok", re.compile(r"le sirve|le conviene|le queda bien|le funciona")),
     ("book_offer", re.compile(r"desea (que le )?(reserv|hacer|agend|sacar)|"
                               r"quiere (reserv|hacer|agend)|le reservo|le hago (una|la) cita")),
     ("more", re.compile(r"algo mas|otra cosa|en que mas|desea saber|otra pregunta|"

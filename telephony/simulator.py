@@ -770,8 +770,8 @@ class _Call:
             if st.speech_end is None:  # hung up while we were talking
                 return
             reply = self._track(i)
-            wait_s = min(o.timeout_s, DTMF_REPLY_WAIT_S) if step.kind == "dtmf" else o.timeout_s
-            if await self._wait(lambda t=reply: t.first_received is not None, wait_s):
+            # Keys the bot waits for (a cédula ended with #) get an answer like words do.
+            if await self._wait(lambda t=reply: t.first_received is not None, o.timeout_s):
                 await self._wait(lambda i=i: self._bot_done(i), MAX_PLAYBACK_WAIT_S)
             done_at = self._loop.time()
             tag = i
