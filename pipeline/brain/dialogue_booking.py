@@ -77,21 +77,28 @@ class BookingHandler:
                 t.ask(phrases.ASK_PHONE)
             return
         st.awaiting = "confirm_booking"
-        t.ask(self.summary(d))
+        again = any(q.startswith("Le confirmo") for q in st.asked)
+        t.ask(self.summary(d, again=again))
 
     async def _ensure_office(self, t: Turn) -> bool:
         st, d = t.st, t.st.draft
         catalog = self.kit.catalog
         assert d.service is not None
         options = catalog.offices_for(d.service)
+        narrowed = [o for o in options if o.code in d.office_choices]
+        if not d.office and 1 < len(narrowed) < len(options):
+            t.ambiguous_office = True  # still "Santo Domingo", still Centro or Este
         if t.ambiguous_office and not d.office:
-            both = [o for o in options if o.code in ("SDC", "SDE")]
+            both = narrowed if 1 < len(narrowed) < len(options) else []
+            both = both or [o for o in options if o.code in ("SDC", "SDE")]
             if len(both) == 1:
                 d.office = both[0].code
             elif both:
                 st.awaiting = "office"
                 d.office_choices = [o.code for o in both]
-                t.ask(phrases.ASK_SANTO_DOMINGO)
+                t.ask(
+                    phrases.ASK_SANTO_DOMINGO, short=phrases.short_choice([o.short for o in both])
+                )
                 return False
         if d.office and not catalog.offers(d.office, d.service):
             t.say(catalog.not_offered_sentence(d.office, d.service))
@@ -115,7 +122,7 @@ class BookingHandler:
         t.ask(phrases.ask_office([o.short for o in options]))
         return False
 
-    def summary(self, d: Draft) -> str:
+    def summary(self, d: Draft, *, again: bool = False) -> str:
         """The one read-back before booking: service, office, day and time, name, cédula."""
         service = self.kit.catalog.service(d.service)
         office = self.kit.catalog.office(d.slot["office"] if d.slot else d.office)
@@ -123,7 +130,8 @@ class BookingHandler:
         return (
             f"Le confirmo: cita de {service.spoken if service else d.service} en "
             f"{office.name if office else d.slot['office_name']}, {d.slot['spoken']}, a nombre "
-            f"de {d.name}, cédula {speak_cedula(d.cedula or '')}. {phrases.IS_IT_RIGHT}"
+            f"de {d.name}, cédula {speak_cedula(d.cedula or '')}. "
+            f"{phrases.IS_IT_RIGHT_NOW if again else phrases.IS_IT_RIGHT}"
         )
 
     # --- answers to its questions -----------------------------------------------------------

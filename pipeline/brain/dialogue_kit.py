@@ -110,16 +110,20 @@ class Turn:
             self.said.append(text)
             self.queue.put_nowait(TextChunk(text + " "))
 
-    def ask(self, text: str, *, resume: bool = True) -> None:
+    def ask(self, text: str, *, resume: bool = True, short: str | None = None) -> None:
         """Say a question; ``resume`` makes it the one to come back to after a digression.
-        The same question asked again right away is said in its short form, never verbatim
-        (the caller gave something else, or the line dropped a word)."""
-        short = phrases.SHORT_QUESTIONS.get(self.st.awaiting or "")
-        if resume and short and text == self.st.resume_prompt and text in self.st.last_prompt:
+        The same question asked again right away is said in its short form (``short``, else
+        the step's), never verbatim: the caller gave something else, or the line dropped a
+        word."""
+        short = short or phrases.SHORT_QUESTIONS.get(self.st.awaiting or "")
+        asked = self.st.asked
+        if resume and short and asked.get(text):
             self.say(short)
+            self.st.resume_prompt = text
             return
         self.say(text)
         if resume:
+            asked[text] = asked.get(text, 0) + 1
             self.st.resume_prompt = text
 
     def emit(self, out: BrainOutput) -> None:

@@ -65,6 +65,12 @@ class RecoveryHandler:
             t.say(phrases.ASK_DAY)
         elif step == "slot_choice":
             t.say(phrases.PRESS_SLOT)
+        elif step == "office" and 1 < len(st.draft.office_choices) <= 3:
+            t.say(
+                phrases.short_choice(
+                    phrases.office_labels(self.kit.catalog, st.draft.office_choices)
+                )
+            )
         elif step == "clarify" and st.clarify:
             t.say(st.clarify["question"])
         else:

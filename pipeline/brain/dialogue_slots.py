@@ -17,6 +17,10 @@ from pipeline.brain.tools import CHECK_AVAILABILITY
 __all__ = ["SLOT_STEPS", "SlotsHandler"]
 
 SLOT_STEPS = frozenset({"slot_choice", "slot_single"})
+_NAMES_A_DAY = re.compile(
+    r"\b(?:lunes|martes|miercoles|jueves|viernes|sabado|domingo|manana|enero|febrero|marzo|"
+    r"abril|mayo|junio|julio|agosto|septiembre|setiembre|octubre|noviembre|diciembre|\d+)\b"
+)
 _PERIOD = re.compile(r" (de la mañana|de la tarde|de la noche|de la madrugada|del mediodía)$")
 
 
@@ -182,6 +186,11 @@ class SlotsHandler:
         st, d = t.st, t.st.draft
         offered = d.offered
         index = choice_index(t.norm, len(offered))
+        if index is not None and not _NAMES_A_DAY.search(t.norm):
+            # "El primero está bien" is the first time offered, not the first of the month.
+            t.progress = True
+            await self.choose(t, offered[index])
+            return True
         when = self.kit.parse_when(t.raw, expect="time")
         offices = self.kit.catalog.find_offices(t.norm)
         if len(offices) == 1 and offices[0] != d.office:

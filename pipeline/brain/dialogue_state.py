@@ -58,6 +58,7 @@ class DialogueState:
     choices: list[str] = field(default_factory=list)  # options of the menu just read out
     clarify: dict[str, Any] | None = None  # a knowledge question waiting for its variant
     told_no_agent: bool = False  # "no agent available" is said once per call
+    asked: dict[str, int] = field(default_factory=dict)  # questions said, for the short form
     turns: int = 0
     last_prompt: str = ""  # what to repeat on "¿cómo?"
     resume_prompt: str = ""  # the pending question, to come back to after a digression
@@ -88,6 +89,7 @@ class DialogueState:
         self.awaiting = None
         self.step_misses = {}
         self.choices = []
+        self.asked = {}
         self.target = None
         self.candidates = []
         self.lookup_tried = set()
@@ -99,6 +101,7 @@ class DialogueState:
         self.draft = Draft()
         self.step_misses = {}
         self.choices = []
+        self.asked = {}
         self.target = None
         self.candidates = []
         self.lookup_tried = set()

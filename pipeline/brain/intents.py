@@ -86,7 +86,9 @@ _THANKS_ONLY = frozenset(
 _REPEAT = _rx(
     r"^(?:(?:perdon|disculpe|como|que|mande|eh|senorita)\s*)+$|\b(?:repita\w*|repite|"
     r"repetir|puede repetir|me repite|no le (?:entendi|escuche|oi)|no (?:entendi|escuche|oi)|"
-    r"otra vez por favor|que dijo|como dijo|mas despacio)\b"
+    r"otra vez por favor|mas despacio)\b"
+    # "¿Qué dijo?" is a request to repeat; "la primera que dijo" is a choice.
+    r"|^(?:(?:perdon|disculpe|eh|senorita|y|pero)\s+)*(?:que|como|que fue lo que) dijo\b"
 )
 
 _APPT = r"(?:cita|citas|sita|sitas|turno|turnos|reserva|reservacion|reservas)"

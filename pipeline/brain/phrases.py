@@ -60,6 +60,7 @@ WHICH_ONE = "¿Cuál prefiere?"
 DOES_IT_SUIT = "¿Le sirve?"
 ASK_WHAT_TO_CHANGE = "¿Qué desea cambiar: el día y la hora, la oficina, el nombre o la cédula?"
 IS_IT_RIGHT = "¿Está correcto?"
+IS_IT_RIGHT_NOW = "¿Ahora sí está correcto?"
 ARRIVE_EARLY = "Llegue unos diez minutos antes, con su cédula."
 TRY_AGAIN = "¿Lo intento de nuevo?"
 NOT_BOOKING = "De acuerdo, no hago la reserva."
@@ -155,6 +156,20 @@ def choices_menu(labels: list[str], lead: str = "") -> str:
         return f"¿Es {lead}{join_es(labels, 'o')}? Diga el nombre o marque {join_es(keys, 'o')}."
     pairs = [f"{k} para {label}" for k, label in zip(keys, labels, strict=True)]
     return f"Marque {join_es(pairs, 'o')}. O diga el nombre."
+
+
+def short_choice(labels: list[str]) -> str:
+    """ "¿Santo Domingo Centro o Este?": two or three options, their shared words said once."""
+    split = [label.split() for label in labels]
+    common = 0
+    while (
+        all(len(w) > common + 1 for w in split)
+        and len({tuple(w[: common + 1]) for w in split}) == 1
+    ):
+        common += 1
+    rest = [" ".join(w[common:]) for w in split]
+    head = " ".join(split[0][:common])
+    return f"¿{head + ' ' if head else ''}{join_es(rest, 'o')}?"
 
 
 def greeting(salute: str, office_name: str) -> str:

@@ -280,7 +280,7 @@ async def test_corrections_at_the_final_confirmation(
     summary = await book_until_confirmation(call)
     assert summary.startswith("Le confirmo")
     reply = await call.say(correction)
-    assert expected in reply and reply.endswith("¿Está correcto?"), reply
+    assert expected in reply and reply.endswith("correcto?"), reply
     await call.say("sí")
     assert len(await office[1].list_bookings()) == 1
 
