@@ -53,11 +53,11 @@ class QuestionsHandler:
     def _load_text_tools(self) -> None:
         """Import the knowledge package's text helpers now, not during a caller's turn."""
         try:
-            from knowledge.speech import speakable_answer
+            from knowledge.speech import phone_answer
             from knowledge.text import default_analyzer
         except ImportError:  # a deployment without the knowledge package
             return
-        self._speakable = speakable_answer
+        self._speakable = phone_answer  # at most two sentences: what a phone call can carry
         self._analyzer = default_analyzer()
         self._generic_terms = set(self._analyzer.tokenize(" ".join(_GENERIC_WORDS)))
         self._anchor_terms = set(self._analyzer.tokenize(" ".join(_ANCHOR_WORDS)))

@@ -424,3 +424,43 @@ async def test_after_an_answer_without_a_service_it_asks_if_there_is_more(
     assert reply.endswith(phrases.WANT_MORE_INFO)
     await call.say("no, gracias")
     assert call.ended
+
+
+# --- what the spoken evaluation found ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pick", "hour"),
+    [
+        ("La primera que dijo.", 8),
+        ("El primero está bien.", 8),
+        ("la segunda que usted dijo", 8),
+        ("La última.", 9),
+    ],
+)
+async def test_offered_slots_are_picked_by_position(
+    office: tuple[OfficeTools, BookingRepository], pick: str, hour: int
+) -> None:
+    call = await start(office)
+    reply = await call.say(
+        "quiero una cita para renovar la cédula en Santiago el jueves en la mañana"
+    )
+    assert "a las ocho, a las ocho y media o a las nueve" in reply
+    await call.say(pick)
+    slot = call.ctx.state[STATE_KEY].draft.slot
+    assert slot is not None and slot["date"] == "2026-11-26" and int(slot["time"][:2]) == hour
+
+
+async def test_santo_domingo_stays_narrowed_to_centro_or_este(
+    office: tuple[OfficeTools, BookingRepository],
+) -> None:
+    call = await start(office)
+    first = await call.say("quiero una cita de cédula en Santo Domingo")
+    assert first.endswith(phrases.ASK_SANTO_DOMINGO)
+    again = await call.say("Me refiero en Santo Domingo, es sí.")
+    assert again == "¿Santo Domingo Centro o Este?"
+    await call.say("quiero una cita de cédula")
+    assert "La Romana" not in call.replies[-1]
+    await call.say("bla")
+    await call.say(dtmf="2")
+    assert call.ctx.state[STATE_KEY].draft.office == "SDE"
