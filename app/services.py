@@ -129,6 +129,18 @@ def load_embedded_engines(settings: Settings) -> tuple[VadModel, SpeechToText, T
     return vad, stt, tts
 
 
+def can_transfer(settings: Settings) -> bool:
+    """Whether a person can take a call: a Twilio transfer needs the number and the REST
+    credentials, a LiveKit SIP one a REFER target. Without either the brain must not promise
+    a transfer; it offers the office's phone and hours instead."""
+    twilio = bool(settings.transfer_number and settings.twilio_account_sid)
+    twilio = twilio and bool(settings.twilio_auth_token)
+    sip = bool(
+        settings.livekit_url and (settings.livekit_sip_transfer_to or settings.transfer_number)
+    )
+    return twilio or sip
+
+
 def build_brain(
     settings: Settings,
     tools: Tools | None = None,
@@ -143,7 +155,12 @@ def build_brain(
     the same tools, so the caller only notices a short pause."""
     from pipeline.brain.offline import OfflineBrain
 
-    offline = OfflineBrain(tools, office_name=settings.office_name, timezone=settings.timezone)
+    offline = OfflineBrain(
+        tools,
+        office_name=settings.office_name,
+        timezone=settings.timezone,
+        can_transfer=can_transfer(settings),
+    )
     if not settings.openai_api_key:
         return offline
     from openai import AsyncOpenAI, Timeout
