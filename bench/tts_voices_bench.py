@@ -85,6 +85,50 @@ PHRASES: tuple[str, ...] = (
 )
 
 
+_NAMES = ("María Fernández", "José Antonio Rodríguez", "Ana Pérez", "Luis Manuel Santos")
+_SERVICES = ("renovación de cédula", "pasaporte", "licencia de conducir", "apostilla")
+_OFFICES = ("Santo Domingo Centro", "Santo Domingo Este", "Santiago", "La Romana")
+_WEEKDAYS = ("lunes", "martes", "miércoles", "jueves", "viernes", "sábado")
+_MONTHS = ("enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto",
+           "septiembre", "octubre", "noviembre", "diciembre")  # fmt: skip
+_CODE_CHARS = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+
+
+def generated_phrases(n: int, seed: int = 12) -> list[str]:
+    """More read-backs with random values (seeded), so the figures do not rest on a few
+    lucky numbers: dates, times, cédulas, phones, codes and amounts in the bot's templates."""
+    import random
+
+    rng = random.Random(seed)
+
+    def date() -> str:
+        return f"el {rng.choice(_WEEKDAYS)} {rng.randint(1, 28)} de {rng.choice(_MONTHS)}"
+
+    def time_() -> str:
+        return f"{rng.randint(8, 11)}:{rng.choice(['00', '30', '15'])} de la mañana"
+
+    def digits(k: int) -> str:
+        return "".join(rng.choice("0123456789") for _ in range(k))
+
+    templates = (
+        lambda: f"Perfecto, {date()} a las {time_()}.",
+        lambda: f"Tengo su cédula como {digits(3)}-{digits(7)}-{digits(1)}. ¿Es correcto?",
+        lambda: f"Anoté el teléfono 809-{digits(3)}-{digits(4)}.",
+        lambda: (
+            "Su código de confirmación es TA-"
+            + "".join(rng.choice(_CODE_CHARS) for _ in range(5))
+            + "."
+        ),
+        lambda: (
+            f"Le confirmo: cita de {rng.choice(_SERVICES)} en {rng.choice(_OFFICES)}, "
+            f"{date()} a las {time_()}, a nombre de {rng.choice(_NAMES)}. ¿Está correcto?"
+        ),
+        lambda: f"El trámite cuesta RD${rng.randint(2, 9)},{rng.choice(['000', '500'])}.",
+        lambda: f"Para {date()} tengo a las {time_()}. ¿Le sirve?",
+    )
+    return [templates[i % len(templates)]() for i in range(n)]
+
+
 # --- the phone line ---------------------------------------------------------------------------
 
 
@@ -230,13 +274,20 @@ def _kokoro(voice: str, lang: str = "es") -> Callable[[], TextToSpeech]:
     return make
 
 
+def _pico_default() -> TextToSpeech:
+    from app.settings import Settings
+    from pipeline.tts_pico import PicoTTS
+
+    return PicoTTS(speed=Settings().tts_pico_speed)
+
+
 CANDIDATES = {
-    "espeak-today": Candidate("espeak-today", _espeak(False), "es-419+miguel, text as given"),
-    "espeak-formatted": Candidate("espeak-formatted", _espeak(True), "+ speech_format"),
-    "pico-1.0": Candidate("pico-1.0", _pico(1.0), "es-ES, slow parts 0.85"),
-    "pico-0.9": Candidate("pico-0.9", _pico(0.9), "es-ES, slow parts 0.85"),
-    "pico-1.0-noslow": Candidate("pico-1.0-noslow", _pico(1.0, 1.0), "es-ES, no slow parts"),
-    "pico-1.0-vol0.6": Candidate("pico-1.0-vol0.6", _pico(1.0, 0.85, 0.6), "es-ES, volume 0.6"),
+    "espeak-today": Candidate(
+        "espeak-today", _espeak(False), "es-419+miguel 160 wpm, text as given"
+    ),
+    "espeak-formatted": Candidate("espeak-formatted", _espeak(True), "same + speech_format"),
+    "pico": Candidate("pico", _pico_default, "es-ES, TAINA defaults (0.9, vol 0.6, slow 0.85)"),
+    "pico-raw": Candidate("pico-raw", _pico(1.0, 1.0, 1.0, 0), "es-ES, Pico's own speed/volume"),
     "kokoro-jf_alpha": Candidate("kokoro-jf_alpha", _kokoro("jf_alpha"), "eSpeak es phonemes"),
     "kokoro-jm_kumo": Candidate("kokoro-jm_kumo", _kokoro("jm_kumo"), "eSpeak es phonemes"),
 }
@@ -348,11 +399,14 @@ def table(results: Sequence[Result]) -> str:
 
 async def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--voices", default=",".join(CANDIDATES))
+    parser.add_argument(
+        "--voices", default=",".join(CANDIDATES), help=f"among {', '.join(CANDIDATES)}"
+    )
     parser.add_argument("--quick", action="store_true", help="first 12 phrases only")
     parser.add_argument("--show", action="store_true", help="print every transcript")
+    parser.add_argument("--extra", type=int, default=0, help="add N generated read-backs")
     args = parser.parse_args(argv)
-    phrases = PHRASES[:12] if args.quick else PHRASES
+    phrases = list(PHRASES[:12] if args.quick else PHRASES) + generated_phrases(args.extra)
     stt = make_stt()
     await stt.warm_up()  # type: ignore[attr-defined]
     results = []

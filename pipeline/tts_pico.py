@@ -195,8 +195,9 @@ class PicoTTS:
     """TextToSpeech backed by SVOX Pico (es-ES): clear on the phone, ~250x real time.
 
     Defaults from bench/tts_voices_bench.py: speed 0.9 (a little slower than Pico's own
-    pace reads better over the phone band) and volume 0.6 (at full volume Pico clips about 1 %
-    of its samples, which μ-law makes worse).
+    pace reads better over the phone band), volume 0.6 (at full volume Pico clips about 1 %
+    of its samples, which μ-law makes worse), slow parts at 0.85 with 60 ms between digit
+    groups (longer pauses made Whisper drop or split digit groups more often).
 
     ``planner`` turns text into pieces of normal and slow segments; the default is
     :func:`pipeline.speech_format.plan_speech`, which writes numbers as words and marks digit
@@ -213,7 +214,7 @@ class PicoTTS:
         pitch: float = 1.0,
         volume: float = 0.6,
         slow_speed: float = 0.85,
-        group_pause_ms: int = 150,
+        group_pause_ms: int = 60,
         planner: Planner | None = None,
     ) -> None:
         self.voice = voice

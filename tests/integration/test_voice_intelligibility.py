@@ -1,10 +1,11 @@
 """Can a caller understand the default voice over the phone? Whisper base as the listener.
 
-Twenty of the assistant's real sentences (questions, dates, times, cédula and phone read-backs,
+The assistant's real sentences (36: questions, dates, times, cédula and phone read-backs,
 codes, knowledge answers) are spoken by the default embedded voice at the phone pipeline's
 8 kHz, band-limited to 300–3400 Hz and sent through G.711 μ-law, then transcribed with the
-server's STT settings. The word error rate must stay ≤ 0.10; eSpeak as it was before
-(issue 12: ≈ 0.44–0.6) must score clearly worse on the same path, so the test can fail.
+server's STT settings. The word error rate must stay ≤ 0.10 (all 36: a 20-sentence sample
+swings by ±0.04 with Whisper's quirks); eSpeak as it was before (issue 12: ≈ 0.44–0.6) must
+score clearly worse on a third of them, so the test can fail.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from pipeline.tts import EspeakTTS
 pytestmark = pytest.mark.slow
 
 LINE_RATE = 8000
-# Every other sentence of the bench's 36, plus two more questions: all kinds are represented.
-SAMPLE = [*PHRASES[::2], PHRASES[1], PHRASES[3]]
+# eSpeak's comparison: every third sentence and a phone read-back (all kinds are represented).
+SAMPLE = [*PHRASES[::3], next(p for p in PHRASES if "809-" in p)]
 
 
 @pytest.fixture(scope="module")
@@ -51,30 +52,35 @@ async def heard(tts: TextToSpeech, stt: WhisperSTT, phrases: list[str]) -> list[
 
 
 def test_sample_covers_the_hard_cases() -> None:
-    joined = " ".join(SAMPLE)
-    assert len(SAMPLE) == 20
-    for needle in ("cédula", "TA-", "809-", "RD$", "de diciembre", "de la tarde"):
-        assert needle in joined, needle
+    for phrases in (PHRASES, SAMPLE):
+        joined = " ".join(phrases)
+        for needle in ("cédula", "TA-", "809-", "RD$", "de diciembre", "de la tarde"):
+            assert needle in joined, needle
+    assert len(PHRASES) >= 30 and len(SAMPLE) == 13
 
 
 async def test_default_voice_is_understood_through_the_phone_band(listener: WhisperSTT) -> None:
     settings = Settings()
     voice = embedded_voice(settings, settings.tts_voice_engine)
     assert voice is not None, f"default voice {settings.tts_voice_engine} unavailable"
-    references = [spoken_text(p) for p in SAMPLE]
-    default_heard = await heard(voice, listener, SAMPLE)
+    references = [spoken_text(p) for p in PHRASES]
+    default_heard = await heard(voice, listener, list(PHRASES))
     default_wer = wer(references, default_heard)
+    sample_wer = wer(
+        [spoken_text(p) for p in SAMPLE], [default_heard[PHRASES.index(p)] for p in SAMPLE]
+    )
     espeak = EspeakTTS(settings.tts_voice, settings.tts_rate_wpm, settings.tts_pitch, spoken=False)
-    espeak_wer = wer(references, await heard(espeak, listener, SAMPLE))
+    espeak_wer = wer([spoken_text(p) for p in SAMPLE], await heard(espeak, listener, SAMPLE))
     print(
         f"\nFIGURE bot-speech WER after 8 kHz μ-law: {settings.tts_voice_engine} "
-        f"{default_wer:.3f}, eSpeak as before {espeak_wer:.3f} ({len(SAMPLE)} sentences)"
+        f"{default_wer:.3f} ({len(PHRASES)} sentences; {sample_wer:.3f} on the {len(SAMPLE)} "
+        f"of the comparison), eSpeak as before {espeak_wer:.3f}"
     )
     for ref, hyp in zip(references, default_heard, strict=True):
         if normalize_for_wer(ref) != normalize_for_wer(hyp):
             print(f"  said:  {ref}\n  heard: {hyp}")
     assert default_wer <= 0.10
-    assert espeak_wer >= 0.25 and espeak_wer > 2.5 * default_wer
+    assert espeak_wer >= 0.25 and espeak_wer > 2.5 * sample_wer
 
 
 def test_wer_normalizer_treats_digits_and_words_alike() -> None:
