@@ -105,7 +105,7 @@ FACETS: tuple[Facet, ...] = (
     Facet(
         "place",
         _rx(r"\bdonde\b"),
-        _rx(r"\b(?:donde|en que oficinas?|que oficinas?|cual oficina)\b"),
+        _rx(r"\b(?:donde|en que oficinas?|en cual oficina)\b"),
         _rx(
             r"\bse (?:solicita|solicitan|hace|hacen|ofrece|ofrecen|tramita|tramitan) "
             r"(?:solo |solamente |unicamente )?en\b"
@@ -135,7 +135,9 @@ def _fold(text: str) -> str:
 # how long the appointment takes.
 _DOCUMENT_LASTS = re.compile(
     r"\b(?:cuanto|cuanto tiempo|por cuanto tiempo|que tiempo) (?:me |le )?duran? "
-    r"(?:el|la|los|las|mi|su)\b(?! (?:cita|tramite|proceso|espera|entrega|atencion))"
+    r"(?:el|la|los|las|mi|su)\b(?! (?:cita|tramite|proceso|espera|entrega|atencion))|"
+    r"\bcuanto tiempo (?:me |le )?(?:vale|valen|sirve|sirven|es valid[oa])\b|"
+    r"\bpor cuanto tiempo\b|\bhasta cuando (?:vale|sirve|es valid[oa])\b"
 )
 
 
@@ -499,21 +501,37 @@ def _plain(document: Document, top: Section, facet: Facet | None, named: Branch 
     "Dónde se hace cada servicio") and a section answers better: the one the question names
     ("…la oficina de Santiago") or the one for what it asks ("¿cuánto cobran…?" → "Costo …")."""
     facet_name = facet.name if facet else None
+    top_branch = document.branch(top.heading)
+    overview = len(top.parts) == 1 or (top_branch is not None and top_branch.general)
+    if overview and named is not None and named.sections:
+        own = next((s for s in named.sections if len(s.parts) == 2), named.sections[0])
+        return Choice(own, facet=facet_name, variant=named.label)
     top_facets = heading_facets(top.title)
     if facet is not None and top_facets and facet.name not in top_facets:
         # "¿Cuánto tiempo es válido el certificado?" ranked the section on its cost first.
         general = document.general_section(facet)
         if general is not None:
             return Choice(general, facet=facet_name)
-    top_branch = document.branch(top.heading)
-    overview = len(top.parts) == 1 or (top_branch is not None and top_branch.general)
-    if not overview or (named is None and len(top.parts) > 1):
-        return Choice(top, facet=facet_name)
-    if named is not None and named.sections:
-        own = next((s for s in named.sections if len(s.parts) == 2), named.sections[0])
-        return Choice(own, facet=facet_name, variant=named.label)
-    general = document.general_section(facet) if facet else None
-    return Choice(general or top, facet=facet_name)
+    if facet is not None and not _states(top, facet):
+        # "Si pido un acta de nacimiento, ¿cuándo me la entregan?": "Acta de nacimiento" says
+        # who may ask for it; "Tiempo de entrega de las actas" says when.
+        naming = document.sections_naming(facet)
+        stating = document.general_section(facet) or (naming[0] if len(naming) == 1 else None)
+        if stating is not None:
+            return Choice(stating, facet=facet_name)
+    return Choice(top, facet=facet_name)
+
+
+# Requirements in prose ("Para pedirla necesita la cédula…"), not only as a labelled list.
+_REQUIREMENTS_PROSE = re.compile(r"\bnecesitas?\b|\btraiga\b|\bhay que (?:traer|presentar)\b")
+
+
+def _states(section: Section, facet: Facet) -> bool:
+    """Does a section say anything about ``facet`` (by its heading or its text)?"""
+    text = _fold(section.text)
+    if facet.name == "requirements" and _REQUIREMENTS_PROSE.search(text):
+        return True
+    return facet.name in heading_facets(section.title) or bool(facet.evidence.search(text))
 
 
 def _topic_terms(query: str, facet: Facet, analyzer: SpanishAnalyzer) -> set[str]:

@@ -357,6 +357,13 @@ async def test_open_questions_ask_and_the_option_lands_on_its_variant(
         ("¿Dónde pago una multa de tránsito?", "Multas de tránsito", ["bancos"]),
         ("¿cuánto cuesta la visa?", "Visas", ["no tramita visas"]),
         ("donde queda la oficina de santiago", "Punto Ciudadano Santiago", ["Duarte"]),
+        ("ustedes abren los sabados", "Horario de atención", ["sábados", "8", "12"]),
+        (
+            "Si pido un acta de nacimiento, ¿cuándo me la entregan?",
+            "Tiempo de entrega",
+            ["mismo día"],
+        ),
+        ("¿Por cuánto tiempo vale el certificado de no antecedentes?", "Vigencia", ["90 días"]),
         ("cuanto cuesta el pasaporte rapido", "Costos y vigencia del pasaporte", ["2000 pesos"]),
     ],
 )
