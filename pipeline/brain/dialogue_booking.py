@@ -15,8 +15,8 @@ from pipeline.brain.intents import (
     asks_question,
     choice_index,
     extract_cedula_digits,
-    extract_name,
     extract_phone_digits,
+    name_in_answer,
 )
 from pipeline.brain.spanish_dates import When
 from pipeline.brain.spanish_text import is_affirmative, number_to_words
@@ -36,6 +36,13 @@ _CHANGE_CEDULA = re.compile(r"\bcedula\b")
 _CHANGE_SERVICE = re.compile(r"\b(?:tramite|servicio)\b")
 _MINOR = re.compile(r"\b(?:menor|mi hij[oa]|el nino|la nina|no tiene cedula|no tengo cedula)\b")
 _CHANGE_KEYS = ("when", "office", "name", "cedula")
+_CHANGE_PATTERNS = (
+    ("when", _CHANGE_TIME),
+    ("office", _CHANGE_OFFICE),
+    ("name", _CHANGE_NAME),
+    ("cedula", _CHANGE_CEDULA),
+    ("service", _CHANGE_SERVICE),
+)
 _NOT_A_NAME = re.compile(r"^(?:en|para|el|la|los|las|a|al|mejor|no|por)\b")
 _BEFORE_NUMBERS = re.compile(r"\d|\b(?:c[eé]dula|tel[eé]fono|n[uú]mero)\b", re.IGNORECASE)
 _NO_PHONE = re.compile(r"\b(?:no tengo|ninguno|sin telefono|no hace falta|no importa)\b")
@@ -170,6 +177,19 @@ class BookingHandler:
             return True
         return False
 
+    async def change_named(self, t: Turn) -> bool:
+        """ "No, la cédula está mal" at the read-back: ask again for the field named."""
+        for what, pattern in _CHANGE_PATTERNS:
+            if pattern.search(t.norm):
+                if what == "when" and _CHANGE_HOUR_ONLY.search(t.norm):
+                    return False  # the hour only: "¿Qué desea cambiar?" handles it
+                t.progress = True
+                self._forget(t, what)
+                t.st.awaiting = None
+                await self.kit.advance(t)
+                return True
+        return False
+
     async def _fill_change_what(self, t: Turn) -> bool:
         st, d = t.st, t.st.draft
         if absorb(self.kit, t, service=True) or absorb_personal(t):
@@ -213,7 +233,7 @@ class BookingHandler:
             await self.kit.advance(t)
             return True
         # "María Gómez, cédula cero cero uno…": the name is what comes before the numbers.
-        name = extract_name(_BEFORE_NUMBERS.split(t.raw)[0].strip(" ,.;"))
+        name = name_in_answer(_BEFORE_NUMBERS.split(t.raw)[0].strip(" ,.;"))
         if name is None:
             return False
         t.st.draft.name = name
@@ -235,8 +255,8 @@ class BookingHandler:
                 return True
             return False
         partial = (d.cedula_partial if step == "cedula" else "") + digits
-        if len(digits) == 11:
-            partial = digits
+        if len(digits) == 11 or (d.cedula_partial and len(digits) >= 9):
+            partial = digits  # the whole number said again, not the rest of it
         if len(partial) < 11:
             t.progress = True
             if step == "cedula":

@@ -47,6 +47,8 @@ class ConfirmHandler:
             return True
         if yes is False:
             t.progress = True
+            if booking and await self.kit.booking.change_named(t):
+                return True
             if booking:
                 st.awaiting = "change_what"
                 t.ask(phrases.ASK_WHAT_TO_CHANGE)

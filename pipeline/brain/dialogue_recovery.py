@@ -10,10 +10,9 @@ when nothing sensible is left, offers a person or the office's phone.
 
 from __future__ import annotations
 
-import re
-
 from pipeline.brain import phrases
 from pipeline.brain.dialogue_kit import Kit, Turn
+from pipeline.brain.intents import name_as_heard
 
 __all__ = ["RecoveryHandler"]
 
@@ -38,7 +37,6 @@ _KEYPAD = {
     "name": phrases.SAY_NAME_SLOWLY,
     "change_what": phrases.ASK_CHANGE_MENU,
 }
-_NAME_AS_HEARD = re.compile(r"^[^\W\d_]+(?:[\s'-]+[^\W\d_]+){0,5}$")
 
 
 class RecoveryHandler:
@@ -129,8 +127,8 @@ class RecoveryHandler:
             d.phone, d.phone_done = t.ctx.caller_number, True
             await kit.advance(t)
             return
-        if step == "name" and _NAME_AS_HEARD.match(t.raw.strip(" .,!?¿¡")):
-            d.name = " ".join(w[:1].upper() + w[1:] for w in t.raw.strip(" .,!?¿¡").split())
+        if step == "name" and (heard := name_as_heard(t.raw)):
+            d.name = heard
             await kit.advance(t)  # read back at the confirmation, where it can be corrected
             return
         if step == "change_what":

@@ -27,6 +27,8 @@ __all__ = [
     "is_only_thanks",
     "is_thanks_closing",
     "knowledge_topic",
+    "name_as_heard",
+    "name_in_answer",
     "question_facet",
     "wants_other_day",
 ]
@@ -259,7 +261,7 @@ _NAME_INTRO = re.compile(
 _WEAK_LEADS = frozenset({"soy", "habla", "le habla"})
 _NAME_STOP = frozenset(
     "y e que quiero quisiera necesito queria deseo vengo llamo llamaba para por en con a al el "
-    "los mi me le tengo busco porque pero o u ya si no es".split()
+    "mi me le tengo busco porque pero o u ya si no es".split()
 )
 
 
@@ -273,20 +275,49 @@ def find_name(text: str) -> str | None:
         lead = m.group("lead").lower()
         if lead in _WEAK_LEADS and not words[0][:1].isupper():
             continue
-        taken: list[str] = []
-        for i, w in enumerate(words[:6]):
-            folded = normalize(w)
-            if folded in _NAME_STOP or folded in _NOT_NAME_WORDS:
-                break
-            if folded in _PARTICLES and (not taken or i + 1 >= len(words)):
-                break
-            taken.append(w)
-        while taken and normalize(taken[-1]) in _PARTICLES:
-            taken.pop()
+        taken = _leading_name_words(words)
         name = extract_name(" ".join(taken)) if taken else None
         if name:
             return name
     return None
+
+
+def name_in_answer(text: str) -> str | None:
+    """The name in an answer to "¿A nombre de quién…?", also when more follows it: "Sí,
+    María Pérez, para servirle" → "María Pérez"."""
+    for clause in [c for c in re.split(r"[,.;:!?¡¿]", text) if c.strip()][:3]:
+        lead = _NAME_LEAD.match(normalize(clause) + " ")
+        words = clause.split()[len(lead.group(0).split()) if lead else 0 :]
+        taken = _leading_name_words(words)
+        name = (extract_name(" ".join(taken)) if taken else None) or extract_name(clause)
+        if name:
+            return name
+    return find_name(text)
+
+
+def name_as_heard(text: str) -> str | None:
+    """The words of a turn that could be a name, title-cased, when nothing better was found
+    after several tries; None when only fillers were said ("ajá, sí, pues")."""
+    words = [w for w in re.findall(r"[^\W\d_]+", text) if len(w) > 1]
+    kept = [w for w in words if normalize(w) not in _NAME_STOP | _NOT_NAME_WORDS]
+    if not 1 <= len(kept) <= 5:
+        return None
+    return " ".join(w[:1].upper() + w[1:].lower() for w in kept)
+
+
+def _leading_name_words(words: list[str]) -> list[str]:
+    """The words a name is made of, up to the first word that cannot be part of one."""
+    taken: list[str] = []
+    for i, w in enumerate(words[:6]):
+        folded = normalize(w)
+        if folded in _NAME_STOP or folded in _NOT_NAME_WORDS:
+            break
+        if folded in _PARTICLES and (not taken or i + 1 >= len(words)):
+            break
+        taken.append(w)
+    while taken and normalize(taken[-1]) in _PARTICLES:
+        taken.pop()
+    return taken
 
 
 # --- digits -----------------------------------------------------------------------------------

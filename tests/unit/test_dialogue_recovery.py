@@ -232,12 +232,22 @@ async def test_the_name_as_heard_is_taken_at_the_third_try_and_read_back(
 ) -> None:
     call = await start(office)
     await call.say("cita de cédula en Santiago el lunes a las diez")
-    for said in ("ajá", "bueno pues", "xiomara altagracia bueno"):
-        await call.say(said)  # "bueno" makes the last one look like no name at all
-    assert call.ctx.state[STATE_KEY].draft.name == "Xiomara Altagracia Bueno"
+    for said in ("ajá", "bueno pues", "cita xiomara ajá altagracia"):
+        await call.say(said)  # "cita" makes the last one look like no name at all
+    assert call.ctx.state[STATE_KEY].draft.name == "Xiomara Altagracia"
     assert call.awaiting == "cedula"
     await call.say(CEDULA)
-    assert "a nombre de Xiomara Altagracia Bueno" in await call.say("sí")
+    assert "a nombre de Xiomara Altagracia" in await call.say("sí")
+
+
+async def test_only_fillers_at_the_third_try_are_not_taken_for_a_name(
+    office: tuple[OfficeTools, BookingRepository],
+) -> None:
+    call = await start(office, can_transfer=False)
+    await call.say("cita de cédula en Santiago el lunes a las diez")
+    for said in ("ajá", "bueno pues", "ajá sí pues"):
+        reply = await call.say(said)
+    assert call.ctx.state[STATE_KEY].draft.name is None and "ocho cero nueve" in reply
 
 
 async def test_dictated_cedula_misses_end_at_the_keypad(
@@ -464,3 +474,27 @@ async def test_santo_domingo_stays_narrowed_to_centro_or_este(
     await call.say("bla")
     await call.say(dtmf="2")
     assert call.ctx.state[STATE_KEY].draft.office == "SDE"
+
+
+async def test_a_no_that_names_the_wrong_field_asks_for_that_field_again(
+    office: tuple[OfficeTools, BookingRepository],
+) -> None:
+    call = await start(office)
+    await book_until_confirmation(call)
+    reply = await call.say("No, la cédula está mal.")
+    assert call.awaiting == "cedula" and "cédula" in reply
+    await call.say("cero cero uno uno dos tres cuatro cinco seis siete nueve")
+    assert "siete, nueve" in call.replies[-1] and call.awaiting == "confirm_booking"
+
+
+async def test_a_cedula_said_again_in_full_restarts_instead_of_overflowing(
+    office: tuple[OfficeTools, BookingRepository],
+) -> None:
+    call = await start(office)
+    await call.say("cita de cédula en Santiago el lunes a las diez")
+    await call.say("Juan Pérez, para servirle")
+    assert call.ctx.state[STATE_KEY].draft.name == "Juan Pérez"
+    reply = await call.say("cero cero uno uno dos tres cuatro cinco seis siete")  # one lost
+    assert "falta un" in reply
+    await call.say(CEDULA)  # the caller starts over
+    assert call.ctx.state[STATE_KEY].draft.cedula == "00112345678"
