@@ -17,6 +17,7 @@ import pytest
 from knowledge import Hit, KnowledgeBase
 from knowledge.speech import fits_phone, phone_answer, sentences, word_count
 from knowledge.spelling import QueryCorrector, sound_key
+from knowledge.text import default_analyzer
 from knowledge.variants import Outline, Section, choose, heading_facets, question_facet
 from pipeline.brain.base import CallContext
 from pipeline.brain.office_tools import OfficeTools
@@ -211,6 +212,10 @@ def test_misheard_words_get_the_documents_spelling() -> None:
     assert corrector.corrections("apostiya") == ["apostilla"]
     assert corrector.corrections("la cédula y el pasaporte") == []
     assert corrector.correct("quiero pagar la luz") == "quiero pagar la luz"
+    # An inflection BM25 already matches through its stem is not added twice.
+    stemmed = QueryCorrector(["Nunca cobran por teléfono."], stem=default_analyzer().stem)
+    assert stemmed.corrections("me están cobrando") == []
+    assert QueryCorrector(["Nunca cobran por teléfono."]).corrections("cobrando") == ["cobran"]
 
 
 # --- phone answers ----------------------------------------------------------------------------
