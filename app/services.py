@@ -106,6 +106,19 @@ def session_config_from(s: Settings) -> SessionConfig:
     )
 
 
+def whisper_settings(settings: Settings) -> dict[str, Any]:
+    """The embedded Whisper's keyword arguments (beam, prompt, hotwords…) from the settings,
+    shared by the server and the tests that must hear as the server does."""
+    return {
+        "language": settings.stt_language,
+        "prompt": settings.stt_prompt,
+        "beam_size": settings.stt_beam_size,
+        "cpu_threads": settings.stt_cpu_threads,
+        "temperatures": settings.stt_temperatures,
+        "hotwords": settings.stt_hotwords,
+    }
+
+
 def load_embedded_engines(settings: Settings) -> tuple[VadModel, SpeechToText, TextToSpeech]:
     """The offline defaults. Assembles the Whisper model on first use (cached afterwards)."""
     from pipeline.model_files import ensure_whisper_model
@@ -115,14 +128,7 @@ def load_embedded_engines(settings: Settings) -> tuple[VadModel, SpeechToText, T
 
     model_dir = ensure_whisper_model(settings.whisper_dir, progress=lambda m: log.info("%s", m))
     vad = SileroVadModel()
-    stt = WhisperSTT(
-        model_dir,
-        language=settings.stt_language,
-        prompt=settings.stt_prompt,
-        beam_size=settings.stt_beam_size,
-        cpu_threads=settings.stt_cpu_threads,
-        temperatures=settings.stt_temperatures,
-    )
+    stt = WhisperSTT(model_dir, **whisper_settings(settings))
     tts = EspeakTTS(
         voice=settings.tts_voice, rate_wpm=settings.tts_rate_wpm, pitch=settings.tts_pitch
     )

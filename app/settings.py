@@ -15,15 +15,26 @@ from typing import Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# Whisper's initial prompt biases recognition toward the office's words. It starts with the
-# short answers callers give most ("Sí.", "No.") because a prompt made only of domain nouns
-# makes Whisper hear "Cédula, pasaporte…" in a lone "Sí"; it holds no whole caller sentence,
-# since the STT drops output that repeats six or more words of its prompt.
+# The fixed prompt used before the catalog-built one (``office_stt_prompt``), kept for the tests
+# and benches that compare against it. Whisper's initial prompt biases recognition toward the
+# office's words. It starts with the short answers callers give most ("Sí.", "No.") because a
+# prompt made only of domain nouns makes Whisper hear "Cédula, pasaporte…" in a lone "Sí"; it
+# holds no whole caller sentence, since the STT drops output that repeats six or more words of
+# its prompt.
 DEFAULT_STT_PROMPT = (
     "Sí. No. Correcto. Gracias. Hola, buenos días. Llamo a Punto Ciudadano por una cita: "
     "cédula, pasaporte, licencia, actas; lunes, martes, mañana por la mañana, a las ocho, "
     "a las diez."
 )
+
+
+def office_stt_prompt() -> str:
+    """Whisper's prompt from the sample office's catalog (imported late: the catalog module
+    pulls in the booking code, which settings must not depend on at import time)."""
+    from app.booking import CATALOG
+    from pipeline.brain.heard import whisper_prompt
+
+    return whisper_prompt(CATALOG)
 
 
 def _plain(name: str) -> AliasChoices:
@@ -115,8 +126,14 @@ class Settings(BaseSettings):
     engine_mode: Literal["embedded", "instant"] = "embedded"
     stt_model_dir: Path | None = None  # default: {data_dir}/models/whisper-base
     stt_language: str = "es"
-    stt_prompt: str = DEFAULT_STT_PROMPT
-    stt_beam_size: int = 1
+    # Default: built from the office's catalog (services, offices, weekdays, months; see
+    # pipeline.brain.heard.whisper_prompt); set TAINA_STT_PROMPT to override ("" for none).
+    stt_prompt: str = Field(default_factory=lambda: office_stt_prompt())
+    # Beam search 5: on caller speech through the phone band it cut WER 0.34 -> 0.27 and raised
+    # the office facts recovered 0.65 -> 0.80, for about +0.15-0.2 s per 3 s turn on 2 loaded
+    # cores (bench/stt_wer_bench.py, docs/PERFORMANCE.md).
+    stt_beam_size: int = 5
+    stt_hotwords: str = ""  # faster-whisper hotwords; measured no better than the prompt alone
     # One greedy pass: a temperature retry doubles the time on exactly the hard utterances.
     stt_temperatures: tuple[float, ...] = (0.0,)
     stt_cpu_threads: int = 2

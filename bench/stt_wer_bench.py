@@ -148,6 +148,8 @@ def settings_to_compare() -> list[Setting]:
         Setting("beam5 + catalog prompt (short)", 5, short),
         Setting("beam1 + fixed prompt + hotwords", 1, DEFAULT_STT_PROMPT, words),
         Setting("beam1 + catalog (short) + digits prompt", 1, short, "", DIGITS_PROMPT),
+        Setting("beam3 + catalog prompt (long)", 3, full),
+        Setting("beam5 + catalog prompt (long)", 5, full),
     ]
 
 
