@@ -16,6 +16,7 @@ from typing import Any
 
 from knowledge.base import Hit
 from knowledge.chunking import HEADING_SEPARATOR
+from knowledge.facets import question_facet
 from knowledge.text import SpanishAnalyzer, default_analyzer, fold_accents
 
 NO_CONTEXT = "No se encontró información sobre esto en la base de conocimiento de la oficina."
@@ -466,8 +467,6 @@ def phone_answer(
 
 def _wants_list(hit: Any, query: str | None) -> bool:
     """A requirements list is read whole (compressed): every item is something to bring."""
-    from knowledge.variants import question_facet
-
     heading = "" if isinstance(hit, str) else fold_accents(hit.heading.lower())
     facet = question_facet(query) if query else None
     return bool(re.search(r"\brequisitos?\b", heading)) or (
@@ -508,7 +507,5 @@ def _best_first(hit: Any, query: str | None, max_words: int, max_sentences: int)
 
 
 def _asks_for_number(query: str | None) -> bool:
-    from knowledge.variants import question_facet
-
     facet = question_facet(query) if query else None
     return facet is not None and facet.numeric

@@ -6,7 +6,8 @@ para el pasaporte?" from whichever passage BM25 ranks first is a coin toss. The 
 already say what the variants are: a document (``# Pasaporte``) has second-level sections
 (``## Renovación del pasaporte``), and a procedure's facets are third-level sections
 (``### Requisitos para renovar el pasaporte``, ``### Costo …``) or labelled items
-("- Costo: RD$600."). :class:`Outline` reads that structure from the indexed sections, so a new
+("- Costo: RD$600."). :class:`~knowledge.outline.Outline` reads that structure from the
+indexed sections and :mod:`knowledge.facets` knows how facets are asked and stated, so a new
 knowledge file written the same way gets variants without any code or word list.
 
 :func:`choose` then decides, for a question and its retrieved passages:
@@ -18,361 +19,47 @@ b. it does not, and the variants disagree on what was asked → a short clarifyi
    edad?"); appending an option to the question lands on that variant (case a);
 c. the variants agree, or one section covers them all ("Costos y vigencia del pasaporte") →
    answer.
+
+A question that names no procedure ("¿cuánto cuesta?") asks which one first.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from knowledge.chunking import HEADING_SEPARATOR
-from knowledge.text import SpanishAnalyzer, default_analyzer, fold_accents
+from knowledge.facets import (
+    AMOUNT,
+    FACETS,
+    PIECES,
+    UNIT,
+    Facet,
+    facet_by_name,
+    fold,
+    heading_facets,
+    question_facet,
+)
+from knowledge.outline import Branch, Document, Outline, Section
+from knowledge.text import SpanishAnalyzer
+
+__all__ = [
+    "FACETS",
+    "Choice",
+    "Clarify",
+    "Facet",
+    "Outline",
+    "Section",
+    "choose",
+    "facet_by_name",
+    "heading_facets",
+    "question_facet",
+]
 
 MAX_OPTIONS = 3
 # Two requirement lists "agree" when this share of the shorter one's words is in the other.
 AGREEMENT = 0.8
-
-
-@dataclass(frozen=True)
-class Facet:
-    """One kind of thing a caller asks about a procedure, as headings, questions and passages
-    say it (patterns apply to lower-case text without accents)."""
-
-    name: str
-    heading: re.Pattern[str]
-    question: re.Pattern[str]
-    evidence: re.Pattern[str]  # a sentence or list item that states this facet
-    lead: str  # first half of the clarifying question
-    numeric: bool  # compared by its amounts, not its words
-    hint: str  # words that point the spoken answer at the sentence stating it
-
-
-def _rx(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
-
-
-FACETS: tuple[Facet, ...] = (
-    Facet(
-        "cost",
-        _rx(r"\b(?:costos?|precios?|tarifas?)\b"),
-        _rx(
-            r"\b(?:cuest\w*|cost\w*|cobr\w*|precio\w*|pag(?:o|a|ar|an|ue)|valen?|tarifa\w*|"
-            r"gratis|cuanto (?:es|sale|hay que))\b"
-        ),
-        _rx(r"rd\$|us\$|\bpesos\b|\bgratis\b|\bcuesta\b|\bcostos?:|\bsin costo\b"),
-        "El costo depende del caso",
-        True,
-        "cuesta costo pesos gratis",
-    ),
-    Facet(
-        "requirements",
-        _rx(r"\brequisitos?\b"),
-        _rx(
-            r"\b(?:requisito\w*|necesit\w*|nesesit\w*|llev(?:o|ar|a|e)|papeles|papeleo|"
-            r"documentos|piden|pide|traer|traigo|hace falta)\b"
-        ),
-        _rx(r"\brequisitos?:"),
-        "Los requisitos dependen del caso",
-        False,
-        "requisitos necesita",
-    ),
-    Facet(
-        "validity",
-        _rx(r"\bvigencia\b"),
-        _rx(r"\b(?:vigencia|vigente|vence|vencimiento|cuantos anos|valid[oa]|vale por)\b"),
-        _rx(r"\bvigencia\b|\bvale por\b|\bvalido por\b"),
-        "La vigencia depende del caso",
-        True,
-        "vigencia vale años válido",
-    ),
-    Facet(
-        "duration",
-        _rx(r"\b(?:duracion|tiempo|entrega)\b"),
-        _rx(
-            r"\b(?:tarda\w*|dura|duran|demora\w*|cuanto tiempo|que tiempo|cuantos dias|"
-            r"list[oa]s?|entreg\w*)\b"
-        ),
-        _rx(
-            r"\blist[oa]s? en\b|\bse entrega\b|\bentrega(?:n|do)? en\b|\bdura unos\b|"
-            r"\bmismo dia\b|\b(?:duracion|entrega):"
-        ),
-        "El tiempo de entrega depende del caso",
-        True,
-        "listo lista entrega",
-    ),
-    Facet(
-        "place",
-        _rx(r"\bdonde\b"),
-        _rx(r"\b(?:donde|en que oficinas?|en cual oficina)\b"),
-        _rx(
-            r"\bse (?:solicita|solicitan|hace|hacen|ofrece|ofrecen|tramita|tramitan) "
-            r"(?:solo |solamente |unicamente )?en\b"
-        ),
-        "Depende del caso",
-        False,
-        "oficinas solicita hace",
-    ),
-)
-_BY_NAME = {facet.name: facet for facet in FACETS}
-
-_PREPOSITIONS = {"de", "del", "para", "por", "en", "sobre"}
-_ARTICLES = {"el", "la", "los", "las", "un", "una", "su", "sus"}
-_AMOUNT = re.compile(r"\b\d{1,3}(?:,\d{3})+\b|\b\d+\b")
-_UNIT = re.compile(r"(\d+) (dias|minutos|horas?|meses|anos)")
-_LABELLED_FACET = re.compile(
-    r"^\s*[-*+•]\s*(?:costos?|requisitos|duracion|tiempo de entrega|vigencia)\s*:", re.MULTILINE
-)
-_ITEM_OR_SENTENCE = re.compile(r"\n\s*[-*+•]\s+|\n\s*\d+[.)]\s+|(?<=[.!?])\s+|\n\s*\n")
-
-
-def _fold(text: str) -> str:
-    return fold_accents(text.lower())
-
-
-# "¿Cuánto dura el pasaporte?" asks how long the document is valid; "¿cuánto dura la cita?"
-# how long the appointment takes.
-_DOCUMENT_LASTS = re.compile(
-    r"\b(?:cuanto|cuanto tiempo|por cuanto tiempo|que tiempo) (?:me |le )?duran? "
-    r"(?:el|la|los|las|mi|su)\b(?! (?:cita|tramite|proceso|espera|entrega|atencion))|"
-    r"\bcuanto tiempo (?:me |le )?(?:vale|valen|sirve|sirven|es valid[oa])\b|"
-    r"\bpor cuanto tiempo\b|\bhasta cuando (?:vale|sirve|es valid[oa])\b"
-)
-
-
-def question_facet(query: str) -> Facet | None:
-    """What a question asks about a procedure ("¿cuánto cuesta…?" → cost), if anything."""
-    norm = _fold(query)
-    if _DOCUMENT_LASTS.search(norm):
-        return _BY_NAME["validity"]
-    return next((facet for facet in FACETS if facet.question.search(norm)), None)
-
-
-def heading_facets(title: str) -> frozenset[str]:
-    """Facets a section heading names: "Costo y tiempo de la renovación" → cost, duration."""
-    norm = _fold(title)
-    return frozenset(facet.name for facet in FACETS if facet.heading.search(norm))
-
-
-# --- the structure of the knowledge base -----------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Section:
-    """One section of a knowledge file (split pieces of one heading merged back)."""
-
-    source: str
-    heading: str
-    text: str
-    node_id: str = ""
-
-    @property
-    def parts(self) -> list[str]:
-        return self.heading.split(HEADING_SEPARATOR)
-
-    @property
-    def title(self) -> str:
-        return self.parts[-1]
-
-
-@dataclass
-class Branch:
-    """A second-level section of a document with everything under it: one variant of the
-    document's procedure ("Renovación del pasaporte") or a general section ("Costos y
-    vigencia del pasaporte", a heading that names only facets)."""
-
-    source: str
-    title: str
-    order: int
-    sections: list[Section] = field(default_factory=list)
-    terms: frozenset[str] = frozenset()  # what tells it apart from its siblings
-    label: str = ""
-    general: bool = False
-    is_procedure: bool = False  # has facets of its own (set once by the outline)
-
-    @property
-    def is_variant(self) -> bool:
-        return not self.general and bool(self.terms)
-
-    def has_facets(self) -> bool:
-        """Has facets of its own: sub-sections ("### Costo") or labelled items ("- Costo:")."""
-        if any(len(s.parts) > 2 and heading_facets(s.title) for s in self.sections):
-            return True
-        return any(_LABELLED_FACET.search(_fold(s.text)) for s in self.sections)
-
-    def facet_section(self, facet: Facet) -> Section | None:
-        """The section of this branch that states ``facet``: a sub-section whose heading names
-        it, a branch heading that names it, or a branch whose own text states it."""
-        for section in self.sections:
-            if len(section.parts) > 2 and facet.name in heading_facets(section.title):
-                return section
-        own = self.sections[0] if self.sections and len(self.sections[0].parts) == 2 else None
-        if own is None:
-            return None
-        if facet.name in heading_facets(own.title):
-            return own
-        # Its own text states the facet ("- Costo: RD$600.", "La licencia vale por 4 años").
-        if facet.evidence.search(_fold(own.text)):
-            return own
-        return None
-
-
-@dataclass
-class Document:
-    """A knowledge file: its title, its introduction and its branches in file order."""
-
-    source: str
-    title: str
-    terms: frozenset[str]
-    intro: Section | None = None
-    branches: list[Branch] = field(default_factory=list)
-    # Describes a procedure in variants: two or more branches have facets of their own. Other
-    # documents (offices, FAQ) are answered from the best passage as it is.
-    procedural: bool = False
-
-    def branch(self, heading: str) -> Branch | None:
-        parts = heading.split(HEADING_SEPARATOR)
-        if len(parts) < 2:
-            return None
-        return next((b for b in self.branches if b.title == parts[1]), None)
-
-    @property
-    def variants(self) -> list[Branch]:
-        return [b for b in self.branches if b.is_variant]
-
-    def general_section(self, facet: Facet) -> Section | None:
-        """A section that states ``facet`` for the whole document (covering every variant): a
-        branch whose heading names only facets, or the introduction if it states it ("El
-        pasaporte se solicita solo en dos oficinas")."""
-        for branch in self.branches:
-            if branch.general and facet.name in heading_facets(branch.title):
-                return branch.sections[0]
-        if self.intro is not None and facet.evidence.search(_fold(self.intro.text)):
-            return self.intro
-        return None
-
-    def sections_naming(self, facet: Facet) -> list[Section]:
-        return [
-            s for b in self.branches for s in b.sections if facet.name in heading_facets(s.title)
-        ]
-
-
-class Outline:
-    """The documents of a knowledge base as variants and facets, read from heading paths."""
-
-    def __init__(self, sections: Iterable[Section], analyzer: SpanishAnalyzer | None = None):
-        self.analyzer = analyzer or default_analyzer()
-        merged: dict[tuple[str, str], Section] = {}
-        for section in sections:
-            key = (section.source, section.heading)
-            if key in merged:  # a long section split into pieces: one section again
-                first = merged[key]
-                merged[key] = Section(
-                    first.source, first.heading, f"{first.text}\n\n{section.text}", first.node_id
-                )
-            else:
-                merged[key] = section
-        self._sections = merged
-        self.documents: dict[str, Document] = {}
-        for section in merged.values():
-            self._add(section)
-        for document in self.documents.values():
-            self._describe(document)
-
-    @classmethod
-    def from_nodes(cls, nodes: Iterable[Any], analyzer: SpanishAnalyzer | None = None) -> Outline:
-        """From LlamaIndex nodes as the knowledge base indexes them."""
-        return cls(
-            (
-                Section(
-                    str(node.metadata.get("file_name", "")),
-                    str(node.metadata.get("heading", "")),
-                    node.text,
-                    node.node_id,
-                )
-                for node in nodes
-            ),
-            analyzer,
-        )
-
-    def section(self, source: str, heading: str) -> Section | None:
-        return self._sections.get((source, heading))
-
-    def _add(self, section: Section) -> None:
-        parts = section.parts
-        document = self.documents.get(section.source)
-        if document is None:
-            terms = frozenset(self.analyzer.tokenize(parts[0]))
-            document = Document(section.source, parts[0], terms)
-            self.documents[section.source] = document
-        if len(parts) == 1:
-            document.intro = section
-            return
-        branch = next((b for b in document.branches if b.title == parts[1]), None)
-        if branch is None:
-            branch = Branch(section.source, parts[1], len(document.branches))
-            document.branches.append(branch)
-        if len(parts) == 2:
-            branch.sections.insert(0, section)
-        else:
-            branch.sections.append(section)
-
-    def _describe(self, document: Document) -> None:
-        facet_words = {
-            t for b in document.branches for t in self.analyzer.tokenize(b.title)
-        } & _facet_terms(self.analyzer)
-        own = {
-            b.title: set(self.analyzer.tokenize(b.title)) - document.terms - facet_words
-            for b in document.branches
-        }
-        # A word most siblings share ("Punto Ciudadano …") tells none of them apart.
-        counts: dict[str, int] = {}
-        for terms in own.values():
-            for term in terms:
-                counts[term] = counts.get(term, 0) + 1
-        shared = {t for t, n in counts.items() if n >= 2 and 2 * n > len(document.branches)}
-        for branch in document.branches:
-            branch.general = bool(heading_facets(branch.title))
-            branch.terms = frozenset(own[branch.title] - shared)
-            branch.label = _label(branch.title, document.terms, self.analyzer)
-            branch.is_procedure = branch.has_facets()
-        document.procedural = sum(1 for b in document.variants if b.is_procedure) >= 2
-
-
-def _facet_terms(analyzer: SpanishAnalyzer) -> set[str]:
-    words = "costo costos precio tarifa requisitos duración tiempo entrega vigencia"
-    return set(analyzer.tokenize(words))
-
-
-def _label(title: str, topic: frozenset[str], analyzer: SpanishAnalyzer) -> str:
-    """A short spoken name for a variant: its heading without the document's own topic.
-
-    "Renovación de la cédula" → "renovación", "Pasaporte para menores de edad" → "menores de
-    edad", "Duplicado por pérdida, robo o deterioro" → "duplicado por pérdida".
-    """
-    words = title.split(",")[0].split()
-
-    def is_topic(word: str) -> bool:
-        return set(analyzer.tokenize(word)) <= topic and bool(analyzer.tokenize(word))
-
-    while len(words) > 1 and is_topic(words[0]):
-        words = words[1:]
-        while len(words) > 1 and _fold(words[0]) in _PREPOSITIONS:
-            words = words[1:]
-    for i, word in enumerate(words):
-        if i and _fold(word) in _PREPOSITIONS:
-            rest = [w for w in words[i + 1 :] if _fold(w) not in _ARTICLES | _PREPOSITIONS]
-            if rest and all(is_topic(w) for w in rest):
-                words = words[:i]
-                break
-    label = " ".join(words)
-    if len(words) > 1 and words[1][:1].isupper():  # a name: "Punto Ciudadano Santiago"
-        return label
-    return label[:1].lower() + label[1:]
-
-
-# --- choosing ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -528,7 +215,7 @@ _REQUIREMENTS_PROSE = re.compile(r"\bnecesitas?\b|\btraiga\b|\bhay que (?:traer|
 
 def _states(section: Section, facet: Facet) -> bool:
     """Does a section say anything about ``facet`` (by its heading or its text)?"""
-    text = _fold(section.text)
+    text = fold(section.text)
     if facet.name == "requirements" and _REQUIREMENTS_PROSE.search(text):
         return True
     return facet.name in heading_facets(section.title) or bool(facet.evidence.search(text))
@@ -539,7 +226,7 @@ def _topic_terms(query: str, facet: Facet, analyzer: SpanishAnalyzer) -> set[str
     words = [
         w
         for w in re.findall(r"\w+", query)
-        if not facet.question.search(_fold(w)) and not _GETTING.match(_fold(w))
+        if not facet.question.search(fold(w)) and not _GETTING.match(fold(w))
     ]
     return set(analyzer.tokenize(" ".join(words)))
 
@@ -578,7 +265,7 @@ def _specific_terms(
     words = [
         w
         for w in re.findall(r"\w+", query)
-        if not facet.question.search(_fold(w)) and not _GETTING.match(_fold(w))
+        if not facet.question.search(fold(w)) and not _GETTING.match(fold(w))
     ]
     return set(analyzer.tokenize(" ".join(words))) - document.terms
 
@@ -595,8 +282,8 @@ def _facet_text(section: Section, facet: Facet) -> str:
     otherwise only its sentences and items that state it."""
     if facet.name in heading_facets(section.title):
         return section.text
-    pieces = _ITEM_OR_SENTENCE.split(section.text)
-    return " ".join(p for p in pieces if p.strip() and facet.evidence.search(_fold(p)))
+    pieces = PIECES.split(section.text)
+    return " ".join(p for p in pieces if p.strip() and facet.evidence.search(fold(p)))
 
 
 def _as_section(hit: Any, outline: Outline) -> Section:
@@ -682,19 +369,19 @@ _FACTS: dict[tuple[str, str, str], tuple[str, frozenset[str]]] = {}
 
 
 def _facts(section: Section, facet: Facet, document: Document, analyzer: SpanishAnalyzer) -> set:
-    pieces = [p for p in _ITEM_OR_SENTENCE.split(section.text) if p.strip()]
+    pieces = [p for p in PIECES.split(section.text) if p.strip()]
     if facet.numeric:
         found: set[str] = set()
         for piece in pieces:
-            norm = _fold(piece)
+            norm = fold(piece)
             if not facet.evidence.search(norm):
                 continue
             if facet.name == "cost":  # amounts of money; "gratis" is an amount too
-                found |= {a.replace(",", "") for a in _AMOUNT.findall(norm)}
+                found |= {a.replace(",", "") for a in AMOUNT.findall(norm)}
                 if "gratis" in norm or "sin costo" in norm:
                     found.add("gratis")
             else:  # lengths of time: "45 minutos", "el mismo día"
-                found |= {f"{n} {u.rstrip('s')}" for n, u in _UNIT.findall(norm)}
+                found |= {f"{n} {u.rstrip('s')}" for n, u in UNIT.findall(norm)}
                 if "mismo dia" in norm:
                     found.add("mismo dia")
         return found
@@ -718,7 +405,3 @@ def _agree(
             elif len(a & b) / min(len(a), len(b)) < AGREEMENT:
                 return False
     return True
-
-
-def facet_by_name(name: str | None) -> Facet | None:
-    return _BY_NAME.get(name or "")
