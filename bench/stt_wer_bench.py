@@ -38,7 +38,13 @@ from pipeline.brain.heard import (  # noqa: E402
 )
 from pipeline.brain.spanish_text import normalize, words_to_digits  # noqa: E402
 from pipeline.stt import WhisperSTT  # noqa: E402
-from telephony.caller_voices import VOICES, VoiceUnavailable, available, render  # noqa: E402
+from telephony.caller_voices import (  # noqa: E402
+    VOICES,
+    VoiceUnavailable,
+    available,
+    render,
+    voices_of,
+)
 from telephony.phone_band import LINE_RATE, apply_phone_band  # noqa: E402
 
 # What citizens say when they call the office: requests, answers, questions. Written for this
@@ -115,16 +121,12 @@ HUMAN_UTTERANCES = [
 SPOKEN_DIGITS = {str(i): w for i, w in enumerate("cero uno dos tres cuatro cinco seis siete "
                                                   "ocho nueve".split())}  # fmt: skip
 
-DEFAULT_VOICES = (
-    "espeak-419-denis",
-    "espeak-es-andrea",
-    "espeak-419-m3-fast",
-    "pico-es",
-    "pico-es-fast-low",
-    "kokoro-ef",
-    "kokoro-em",
-    "human-mx",
-)
+
+def default_voices() -> list[str]:
+    """A few variants of every synthetic family and the human es-MX voice."""
+    picks = {"espeak": 3, "pico": 2, "kokoro": 2}
+    names = [v.name for f, n in picks.items() for v in voices_of(f)[:n]]
+    return [*names, "human-mx"]
 
 
 @dataclass(frozen=True)
@@ -181,7 +183,10 @@ def build_utterances(voices: list[str], sentences: list[str], cache: Path) -> li
     out: list[Utterance] = []
     pad = bytes(int(0.25 * LINE_RATE) * 2)
     for name in voices:
-        voice = VOICES[name]
+        voice = VOICES.get(name)
+        if voice is None:
+            print(f"  (skipping {name}: unknown voice)", flush=True)
+            continue
         if not available(voice):
             print(f"  (skipping {name}: not installed here)", flush=True)
             continue
@@ -379,7 +384,7 @@ def markdown(report: dict, families: list[str]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="12 sentences, 4 noise clips")
-    parser.add_argument("--voices", default=",".join(DEFAULT_VOICES))
+    parser.add_argument("--voices", default=",".join(default_voices()))
     parser.add_argument("--settings", default="", help="indexes of settings to run, e.g. 0,2")
     parser.add_argument("--cache", type=Path, default=ROOT / "data" / "cache" / "caller_voices")
     parser.add_argument("--json", type=Path, default=None)

@@ -113,7 +113,7 @@ _PROTECTED = frozenset(
         "cito citó citas sitio citado renové renovó certifico doce once este esta ese estas "
         "principio principales principe identidades antecedente matrimonios duplicar cédulas "
         "viene vienen viernes bienes abril abrir abrí julio julia junio mayo maya marzo marcos "
-        "octavo octava agosto gusto disgusto enero entero"
+        "octavo octava agosto gusto disgusto enero entero marbete marbetes"
     ).split()
 )
 

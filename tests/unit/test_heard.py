@@ -121,6 +121,7 @@ ORDINARY = [
     "Fuimos a la fiesta de matrimonio de mi prima.",
     "Mi lugar de nacimiento es Baní.",
     "Es una casa de dos niveles.",
+    "¿Ustedes venden el marbete del carro?",
 ]
 
 
