@@ -13,6 +13,7 @@ changes the answer (true, or the options expected), so the tool must ask which o
 from __future__ import annotations
 
 import json
+import re
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ import pytest
 
 from knowledge import KnowledgeBase
 from knowledge.speech import PHONE_MAX_WORDS, sentences, word_count
+from knowledge.text import fold_accents
 from pipeline.brain.base import CallContext
 from pipeline.brain.office_tools import OfficeTools
 
@@ -164,3 +166,54 @@ async def test_spoken_answers_are_short_and_carry_the_facts(kb: KnowledgeBase) -
     assert checked >= 30
     assert facts_score >= TARGET_FACTS, "\n".join(problems)
     assert tool_hit_at_1 >= TARGET_TOOL_HIT_AT_1
+
+
+# How speech recognition respells Spanish it heard right: no accents, seseo, b/v, silent h,
+# ll/y — one at a time and all together.
+def _no_accents(text: str) -> str:
+    return fold_accents(text)
+
+
+def _seseo(text: str) -> str:
+    return re.sub(r"c(?=[ei])", "s", text)
+
+
+def _b_for_v(text: str) -> str:
+    return text.replace("v", "b")
+
+
+def _no_h(text: str) -> str:
+    return re.sub(r"\bh", "", text)
+
+
+def _y_for_ll(text: str) -> str:
+    return text.replace("ll", "y")
+
+
+def _all(text: str) -> str:
+    return _y_for_ll(_no_h(_b_for_v(_seseo(_no_accents(text)))))
+
+
+async def test_spoken_answers_survive_respellings(kb: KnowledgeBase) -> None:
+    """The facts/clarify questions respelled as a recogniser might write them still get the
+    same kind of answer: the knowledge base repairs spelling by sound, not by a word list."""
+    tools = OfficeTools(kb, None)
+    checked = 0
+    problems: list[str] = []
+    for case in load_cases():
+        if not (case.facts or case.clarify):
+            continue
+        for respell in (_no_accents, _seseo, _b_for_v, _no_h, _y_for_ll, _all):
+            question = respell(case.question)
+            if question == case.question:
+                continue
+            checked += 1
+            problem = _answer_problem(case, await _ask(tools, question))
+            if problem:
+                problems.append(f"{question!r}: {problem}")
+    score = 1 - len(problems) / checked
+    print(f"\nrespelled questions: {score:.3f} right on {checked}")
+    for problem in problems:
+        print("  wrong:", problem)
+    assert checked >= 40
+    assert score >= TARGET_FACTS, "\n".join(problems)
