@@ -161,10 +161,11 @@ class BookingHandler:
     async def _fill_details(self, t: Turn, step: str) -> bool:
         d = t.st.draft
         changed = absorb(self.kit, t, service=True)
-        if not changed and t.st.choices and step in ("service", "office"):
-            index = choice_index(t.norm, len(t.st.choices))  # "la dos" from the menu
+        listed = self._listed(t, step)
+        if not changed and listed:
+            index = choice_index(t.norm, len(listed))  # "la segunda", "la dos" from the list
             if index is not None:
-                return await self._pick(t, step, t.st.choices[index])
+                return await self._pick(t, step, listed[index])
         if step == "office" and not d.office and self.kit.catalog.says_any_office(t.norm):
             d.any_office = True
             changed.add("office")
@@ -331,13 +332,20 @@ class BookingHandler:
             st.awaiting = None
             await self.kit.advance(t)
             return True
-        if st.awaiting == "office":
-            choices = st.choices or st.draft.office_choices
-        else:  # the services in the order the question names them
-            choices = st.choices or [s.code for s in self.kit.catalog.services]
+        choices = self._listed(t, st.awaiting)
         if not 0 <= index < len(choices):
             return False
         return await self._pick(t, st.awaiting, choices[index])
+
+    def _listed(self, t: Turn, step: str) -> list[str]:
+        """The options in the order the last question or menu read them out."""
+        if t.st.choices:
+            return t.st.choices
+        if step == "office":
+            return t.st.draft.office_choices
+        if step == "service":
+            return [s.code for s in self.kit.catalog.services]
+        return []
 
     async def _pick(self, t: Turn, step: str, code: str) -> bool:
         d = t.st.draft

@@ -162,6 +162,8 @@ def has_new_values(kit: Kit, t: Turn) -> bool:
 def answers_booking(kit: Kit, t: Turn) -> bool:
     """Does a non-question utterance give a booking detail (office, service, day, time)?
     Said right after "¿Desea que le reserve una cita?" it is an implicit yes."""
+    if kit.catalog.says_any_office(t.norm) and "?" not in t.raw:
+        return True  # "donde sea" names no place but is no question either
     if asks_question(t.norm, t.raw):
         return False
     return bool(

@@ -45,6 +45,26 @@ GOALS = frozenset({"book", "reschedule", "cancel", "find"})
 _MISHEARD_YES = frozenset({"c", "ce", "si si", "sii", "see"})
 _PLACE_NAMES = re.compile(r"\bsanto domingo\b|\bavenida 27 de febrero\b")
 _GLUED_ARTICLE = re.compile(r"\ba(las|la)(?=\s+(?:\d|[a-z]))")
+# How Whisper writes an hour word on a phone line ("a las nueva", "a las ojo y media").
+_HOUR_WORDS = {
+    "nueva": "nueve",
+    "nuevo": "nueve",
+    "mueve": "nueve",
+    "ojo": "ocho",
+    "oche": "ocho",
+    "osho": "ocho",
+    "dies": "diez",
+    "dié": "diez",
+    "onse": "once",
+    "dose": "doce",
+    "sinco": "cinco",
+    "sei": "seis",
+    "tre": "tres",
+    "siente": "siete",
+}
+_HOUR_SLIP = re.compile(r"\b(a las |a la |las )(" + "|".join(_HOUR_WORDS) + r")\b")
+# "el viernes a once": "las" lost on the line.
+_BARE_HOUR = re.compile(r"\ba (una|dos|tres|cuatro|cinco|seis|siete|ocho|nueve|diez|once|doce)\b")
 _WEEKDAY_INDEX = {
     "lunes": 0,
     "martes": 1,
@@ -226,6 +246,10 @@ class Kit:
         # "Santo Domingo" is a place, not a Sunday; Whisper often writes "alas" for "a las".
         text = _PLACE_NAMES.sub(" ", normalize(raw))
         text = _GLUED_ARTICLE.sub(lambda m: "a " + m.group(1), text)
+        text = _HOUR_SLIP.sub(lambda m: m.group(1) + _HOUR_WORDS[m.group(2)], text)
+        text = _BARE_HOUR.sub(
+            lambda m: ("a la " if m.group(1) == "una" else "a las ") + m.group(1), text
+        )
         if not text.strip():
             return None
         now = self.now().replace(tzinfo=None)

@@ -75,6 +75,8 @@ class MenuHandler:
             st.draft.service = service
             t.progress = True
             absorb(self.kit, t, service=not plain_yes)
+            if self.kit.catalog.says_any_office(t.norm) and not st.draft.office:
+                st.draft.any_office = True  # "donde sea": the first free slot anywhere
             await self.kit.advance(t)
             return True
         if yes is False and not t.goal:

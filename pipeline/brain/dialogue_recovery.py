@@ -63,6 +63,8 @@ class RecoveryHandler:
             t.say(phrases.ASK_DAY)
         elif step == "slot_choice":
             t.say(phrases.PRESS_SLOT)
+        elif step == "cedula" and st.draft.cedula_partial:
+            t.say(phrases.CEDULA_AGAIN_FULL)  # a digit was lost: start over, not "continue"
         elif step == "office" and 1 < len(st.draft.office_choices) <= 3:
             t.say(
                 phrases.short_choice(

@@ -219,7 +219,8 @@ _NOT_NAME_WORDS = frozenset(
     "jueves viernes sabado domingo numero telefono codigo cancelar cambiar quiero necesito "
     "gracias agente persona operador si no claro correcto ok bueno favor aja aha eh em mm mmm "
     "este pues mire oiga hola alo digo okey vale listo perdon disculpe como que nada algo "
-    "nombre apellido yo usted".split()
+    "nombre apellido yo usted mi mis su sus tu menor mayor edad residente extranjero extranjera "
+    "dominicano dominicana".split()
 )
 _PARTICLES = frozenset({"de", "del", "la", "las", "los", "y", "san", "santa"})
 
@@ -273,9 +274,12 @@ def find_name(text: str) -> str | None:
         if not words:
             continue
         lead = m.group("lead").lower()
-        if lead in _WEAK_LEADS and not words[0][:1].isupper():
-            continue
         taken = _leading_name_words(words)
+        # "soy"/"habla" are ordinary words too: a name after them is capitalised, as
+        # Whisper writes names, or at least two words long ("soy maría gómez").
+        content = [w for w in taken if normalize(w) not in _PARTICLES]
+        if lead in _WEAK_LEADS and not words[0][:1].isupper() and len(content) < 2:
+            continue
         name = extract_name(" ".join(taken)) if taken else None
         if name:
             return name

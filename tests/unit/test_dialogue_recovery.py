@@ -498,3 +498,47 @@ async def test_a_cedula_said_again_in_full_restarts_instead_of_overflowing(
     assert "falta un" in reply
     await call.say(CEDULA)  # the caller starts over
     assert call.ctx.state[STATE_KEY].draft.cedula == "00112345678"
+
+
+async def test_an_office_is_picked_by_its_place_in_the_question(
+    office: tuple[OfficeTools, BookingRepository],
+) -> None:
+    call = await start(office)
+    await call.say("quiero una cita de actas")
+    await call.say("la segunda")
+    assert call.ctx.state[STATE_KEY].draft.office == "SDE"
+
+
+async def test_anywhere_after_a_booking_offer_is_a_yes_for_any_office(
+    office: tuple[OfficeTools, BookingRepository],
+) -> None:
+    call = await start(office)
+    await call.say("¿qué necesito para las actas?")
+    assert call.awaiting == "offer_booking"
+    await call.say("eh... donde sea")
+    state = call.ctx.state[STATE_KEY]
+    assert state.task == "book" and state.draft.any_office and call.awaiting == "when"
+
+
+async def test_after_a_lost_digit_the_whole_cedula_is_asked_again(
+    office: tuple[OfficeTools, BookingRepository],
+) -> None:
+    call = await start(office)
+    await call.say("cita de cédula en Santiago el lunes a las diez")
+    await call.say("Juan Pérez")
+    await call.say("cero cero uno uno dos tres cuatro cinco seis siete")
+    reply = await call.say("sí")
+    assert phrases.CEDULA_AGAIN_FULL in reply
+
+
+@pytest.mark.parametrize(
+    ("said", "hour"), [("el lunes a las nueva", "09:00"), ("el lunes a once", "11:00")]
+)
+async def test_hours_misheard_on_the_line_are_still_hours(
+    office: tuple[OfficeTools, BookingRepository], said: str, hour: str
+) -> None:
+    call = await start(office)
+    await call.say("quiero una cita de pasaporte en Santiago")
+    await call.say(said)
+    slot = call.ctx.state[STATE_KEY].draft.slot
+    assert slot is not None and slot["time"] == hour
