@@ -113,7 +113,7 @@ _PROTECTED = frozenset(
         "cito citó citas sitio citado renové renovó certifico doce once este esta ese estas "
         "principio principales principe identidades antecedente matrimonios duplicar cédulas "
         "viene vienen viernes bienes abril abrir abrí julio julia junio mayo maya marzo marcos "
-        "octavo octava agosto gusto disgusto enero entero marbete marbetes"
+        "octavo octava agosto gusto disgusto enero entero marbete marbetes siempre"
     ).split()
 )
 
@@ -243,7 +243,9 @@ def _match_word(norm: str, vocab: Vocabulary, cutoff: float) -> _Word | None:
         w_coarse = _voiceless(w.key)
         if w_coarse[:1] != coarse[:1] or len(w.key) < 5 or abs(len(w.key) - len(key)) > 2:
             continue
-        score = max(fuzz.ratio(key, w.key), fuzz.ratio(norm, w.norm), fuzz.ratio(coarse, w_coarse))
+        score = max(fuzz.ratio(key, w.key), fuzz.ratio(norm, w.norm))
+        if abs(len(w.key) - len(key)) <= 1:  # voicing only blurs a sound, it adds none
+            score = max(score, fuzz.ratio(coarse, w_coarse))
         # One wrong sound in a long word ("aportilla", "conduzca") is still that word.
         needed = cutoff - 3 if min(len(key), len(w.key)) >= 8 else cutoff
         if score >= needed and (best is None or score > best[0]):
@@ -299,13 +301,22 @@ def repair_words(text: str, vocab: Vocabulary, expect: str | None = None) -> str
             candidate = _match_word(norm, vocab, _EXPECTED_CUTOFF)
             if candidate is not None and candidate.norm in expected:
                 target = candidate
-        if target is not None:
+        if target is not None and not _looks_like_a_name(text, m, target, vocab):
             out.append(text[pos : m.start()])
             out.append(_cased(target.spelled, m.group(0)))
             pos = m.end()
         i += 1
     out.append(text[pos:])
     return "".join(out)
+
+
+def _looks_like_a_name(text: str, m: re.Match[str], target: _Word, vocab: Vocabulary) -> bool:
+    """A capitalised word inside a sentence is a name ("Yolanda Marte", "Sonia Batista"):
+    it is not turned into a common office word, only into (part of) a place name."""
+    if not m.group(0)[:1].isupper() or target.spelled[:1].isupper() or target.norm in vocab.offices:
+        return False
+    before = text[: m.start()].rstrip()
+    return bool(before) and before[-1] not in ".!?¿¡:"
 
 
 def _cased(spelled: str, original: str) -> str:
@@ -410,7 +421,9 @@ def _short_date_answer(text: str, vocab: Vocabulary) -> str:
             score = max(fuzz.ratio(key, w.key), fuzz.ratio(norm, w.norm))
             if score >= cutoff and (best is None or score > best[0]):
                 best = (score, w.spelled)
-        if best is not None:
+        if best is not None and not _looks_like_a_name(
+            text, m, vocab.by_norm[normalize(best[1])], vocab
+        ):
             out += [text[pos : m.start()], _cased(best[1], m.group(0))]
             pos = m.end()
     out.append(text[pos:])

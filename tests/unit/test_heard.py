@@ -341,3 +341,11 @@ def test_ordinary_short_answers_to_a_date_question_pass_through(answer: str) -> 
 
 def test_loose_day_match_only_when_a_day_is_expected() -> None:
     assert _fix("verenas") == "verenas"
+
+
+@pytest.mark.parametrize(
+    "said", ["Yolanda Marte", "Sonia Batista", "Pedro Martínez", "ahí mismo donde siempre"]
+)
+@pytest.mark.parametrize("expect", [None, "service", "office", "date"])
+def test_surnames_inside_a_sentence_are_not_office_words(said: str, expect: str | None) -> None:
+    assert _fix(said, expect) == said
