@@ -113,7 +113,8 @@ _PROTECTED = frozenset(
         "cito citó citas sitio citado renové renovó certifico doce once este esta ese estas "
         "principio principales principe identidades antecedente matrimonios duplicar cédulas "
         "viene vienen viernes bienes abril abrir abrí julio julia junio mayo maya marzo marcos "
-        "octavo octava agosto gusto disgusto enero entero marbete marbetes siempre"
+        "octavo octava agosto gusto disgusto enero entero marbete marbetes siempre policía "
+        "policías vigente vigentes pérdida pérdidas"
     ).split()
 )
 
@@ -210,10 +211,19 @@ _BASE_CUTOFF = 90.0
 _EXPECTED_CUTOFF = 85.0
 
 
-def _is_plural_of(word: str, target: str) -> bool:
-    """An ordinary plural of an office word ("santos", "principales") is left alone, while
-    a dropped final s ("miércole", "marte", as many Dominicans say it) is repaired."""
-    return word in (target + "s", target + "es")
+_ENDING = re.compile(r"(?:as|os|es|a|o|e|s)$")
+_CLITIC = re.compile(r"(?:lo|la|los|las|le|les|me|se|nos)$")
+
+
+def _is_inflection(word: str, target: str) -> bool:
+    """Another form of an office word ("santos", "principales", "certificada",
+    "legalizarlo") is left alone, while a dropped final s ("miércole", "marte", as many
+    Dominicans say it) is repaired."""
+    if target == word + "s":
+        return False
+    if word.startswith(target) and _CLITIC.fullmatch(word[len(target) :]):
+        return True
+    return _ENDING.sub("", word) == _ENDING.sub("", target)
 
 
 _VOICING = str.maketrans("bdg", "ptk")
@@ -250,7 +260,7 @@ def _match_word(norm: str, vocab: Vocabulary, cutoff: float) -> _Word | None:
         needed = cutoff - 3 if min(len(key), len(w.key)) >= 8 else cutoff
         if score >= needed and (best is None or score > best[0]):
             best = (score, w)
-    if best is None or _is_plural_of(norm, best[1].norm):
+    if best is None or _is_inflection(norm, best[1].norm):
         return None
     return best[1]
 
@@ -282,6 +292,9 @@ def repair_words(text: str, vocab: Vocabulary, expect: str | None = None) -> str
             span = matches[i : i + n]
             if any(text[a.end() : b.start()].strip() for a, b in itertools.pairwise(span)):
                 continue  # punctuation between the pieces: separate words
+            pieces = [normalize(m.group(0)) for m in span]
+            if any(len(p) < 2 or p in vocab.by_norm for p in pieces):
+                continue  # "matrimonio o …" is two words, not a longer "matrimonio"
             joined = normalize("".join(m.group(0) for m in span))
             target = vocab.by_norm.get(joined) or vocab.by_key.get(phonetic_key(joined))
             if target is None or len(target.norm) < 7:

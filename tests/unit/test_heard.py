@@ -349,3 +349,27 @@ def test_loose_day_match_only_when_a_day_is_expected() -> None:
 @pytest.mark.parametrize("expect", [None, "service", "office", "date"])
 def test_surnames_inside_a_sentence_are_not_office_words(said: str, expect: str | None) -> None:
     assert _fix(said, expect) == said
+
+
+def _office_sentences() -> list[str]:
+    """Every sentence of the office's own knowledge base: correct Spanish full of office
+    words, their inflections and near neighbours (certificada, vigente, legalizarlo, pérdida)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "knowledge_data"
+    out = []
+    for path in sorted(root.glob("*.md")):
+        for sent in re.split(r"(?<=[.?!])\s+|\n", path.read_text(encoding="utf-8")):
+            sent = sent.strip()
+            if 10 < len(sent) < 300 and not sent.startswith("#") and "|" not in sent:
+                out.append(sent.replace("carné", "carnet"))
+    return out
+
+
+@pytest.mark.parametrize("expect", [None, "service", "office", "date"])
+def test_the_office_s_own_correct_text_passes_through(expect: str | None) -> None:
+    sentences = _office_sentences()
+    assert len(sentences) > 100
+    changed = [(s, _fix(s, expect)) for s in sentences if _fix(s, expect) != s]
+    assert changed == []
