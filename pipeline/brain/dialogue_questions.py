@@ -149,7 +149,19 @@ class QuestionsHandler:
         query = f"{pending.get('query', '')} {said}".strip()
         result = await self.kit.tool(t, SEARCH_KNOWLEDGE, {"query": query})
         hits = result.get("hits") or []
-        if "error" in result or not hits or (result.get("clarify") and not fallback):
+        narrower = result.get("clarify")
+        if (
+            isinstance(narrower, dict)
+            and narrower.get("options")
+            and len(narrower["options"]) < len(pending.get("options") or [])
+        ):
+            # "para un adulto" rules the minors out: "¿primera vez o renovación?" once more.
+            t.progress = True
+            st.clarify = {**narrower, "query": query, "service": pending.get("service")}
+            st.choices = list(narrower["options"])
+            t.ask(str(narrower["question"]))
+            return True
+        if "error" in result or not hits or (narrower and not fallback):
             return False
         st.clarify = None
         st.awaiting = None

@@ -542,3 +542,14 @@ async def test_hours_misheard_on_the_line_are_still_hours(
     await call.say(said)
     slot = call.ctx.state[STATE_KEY].draft.slot
     assert slot is not None and slot["time"] == hour
+
+
+async def test_a_reply_that_rules_a_variant_out_narrows_the_question_once(
+    office: tuple[OfficeTools, BookingRepository],
+) -> None:
+    call = await start(office)
+    await call.say("¿Qué necesito para sacar el pasaporte?")
+    reply = await call.say("para un adulto")
+    assert call.awaiting == "clarify" and "menores" not in reply and reply.endswith("?")
+    reply = await call.say(dtmf="2")
+    assert call.awaiting == "offer_booking" and "pasaporte anterior" in reply
