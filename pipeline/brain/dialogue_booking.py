@@ -134,10 +134,12 @@ class BookingHandler:
         service = self.kit.catalog.service(d.service)
         office = self.kit.catalog.office(d.slot["office"] if d.slot else d.office)
         assert d.slot is not None
+        where = f"la oficina de {office.short}" if office else d.slot["office_name"]
+        # Short sentences: the phone voice is clearer one fact group at a time.
         return (
-            f"Le confirmo: cita de {service.spoken if service else d.service} en "
-            f"{office.name if office else d.slot['office_name']}, {d.slot['spoken']}, a nombre "
-            f"de {d.name}, cédula {speak_cedula(d.cedula or '')}. "
+            f"Le confirmo: cita de {service.spoken if service else d.service} en {where}, "
+            f"{d.slot['spoken']}. A nombre de {d.name}, cédula "
+            f"{speak_cedula(d.cedula or '')}. "
             f"{phrases.IS_IT_RIGHT_NOW if again else phrases.IS_IT_RIGHT}"
         )
 

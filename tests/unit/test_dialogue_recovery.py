@@ -112,6 +112,7 @@ async def test_several_facts_in_one_breath_are_all_kept_and_read_back_once(
     await call.say(CEDULA)
     reply = await call.say("sí")
     assert reply.startswith("Le confirmo") and reply.count("?") == 1
+    assert all(len(s) < 130 for s in phrases.sentences(reply))  # short sentences
     for fact in ("pasaporte", "Santiago", "jueves 26 de noviembre", "María Gómez", "cero cero uno"):
         assert fact in reply
     await call.say("sí")
@@ -237,7 +238,7 @@ async def test_the_name_as_heard_is_taken_at_the_third_try_and_read_back(
     assert call.ctx.state[STATE_KEY].draft.name == "Xiomara Altagracia"
     assert call.awaiting == "cedula"
     await call.say(CEDULA)
-    assert "a nombre de Xiomara Altagracia" in await call.say("sí")
+    assert "A nombre de Xiomara Altagracia" in await call.say("sí")
 
 
 async def test_only_fillers_at_the_third_try_are_not_taken_for_a_name(
@@ -277,9 +278,9 @@ async def book_until_confirmation(call: Call) -> str:
     ("correction", "expected"),
     [
         ("no, el martes", "martes 24 de noviembre a las diez de la mañana"),
-        ("no, en La Romana", "Punto Ciudadano La Romana, el lunes 23 de noviembre a las diez"),
+        ("no, en La Romana", "la oficina de La Romana, el lunes 23 de noviembre a las diez"),
         ("me equivoqué, es licencia", "cita de licencia de conducir"),
-        ("mi nombre es Juana Pérez", "a nombre de Juana Pérez"),
+        ("mi nombre es Juana Pérez", "A nombre de Juana Pérez"),
         ("no, la cédula es cero cero uno uno dos tres cuatro cinco seis siete nueve", "te, nueve"),
     ],
 )
