@@ -63,7 +63,9 @@ _GREETING_ONLY = re.compile(
 )
 _DONE = object()
 # Questions where "sí, adiós" style answers are a yes, not a goodbye.
-_FINAL_STEPS = CONFIRM_STEPS | {"confirm_cancel", "confirm_target", "phone_confirm"}
+_FINAL_STEPS = frozenset(
+    {"confirm_booking", "confirm_reschedule", "confirm_cancel", "confirm_target", "phone_confirm"}
+)
 # Questions a 1 (yes) or 2 (no) on the keypad answers.
 _YES_NO_STEPS = _FINAL_STEPS | {"offer_booking", "offer_transfer", "anything_else", "slot_single"}
 _DIGIT_STEPS = frozenset({"cedula", "lookup_cedula", "phone", "code_or_cedula"})
@@ -269,7 +271,12 @@ class OfflineDialogueBrain:
             t.forced_yes = digits == "1"
             await self._fill(t)
             return
-        for on_key in (kit.booking.on_key, kit.slots.on_key, kit.changes.on_key):
+        for on_key in (
+            kit.booking.on_key,
+            kit.slots.on_key,
+            kit.changes.on_key,
+            kit.confirm.on_key,
+        ):
             if await on_key(t, digits):
                 return
         if await kit.questions.on_key(t, digits):

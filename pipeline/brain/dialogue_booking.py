@@ -4,11 +4,10 @@ read-back and the booking itself."""
 from __future__ import annotations
 
 import re
-from datetime import date
 from typing import Any
 
 from pipeline.brain import phrases
-from pipeline.brain.dialogue_facts import SOONEST, absorb, absorb_personal
+from pipeline.brain.dialogue_facts import SOONEST, absorb
 from pipeline.brain.dialogue_kit import Kit, Turn
 from pipeline.brain.dialogue_state import Draft
 from pipeline.brain.intents import (
@@ -18,31 +17,14 @@ from pipeline.brain.intents import (
     extract_phone_digits,
     name_in_answer,
 )
-from pipeline.brain.spanish_dates import When
-from pipeline.brain.spanish_text import is_affirmative, number_to_words
+from pipeline.brain.spanish_text import number_to_words
 from pipeline.brain.spoken import speak_cedula, speak_phone_end
 from pipeline.brain.tools import BOOK_APPOINTMENT, FIND_MY_APPOINTMENTS
 
 __all__ = ["BOOKING_STEPS", "BookingHandler"]
 
-BOOKING_STEPS = frozenset(
-    {"service", "office", "when", "change_what", "name", "cedula", "phone", "phone_confirm"}
-)
-_CHANGE_TIME = re.compile(r"\b(?:dia|fecha|hora|horario|turno|cuando)\b")
-_CHANGE_HOUR_ONLY = re.compile(r"^(?:(?:la|el|solo|solamente|nada mas)\s+)*(?:hora|horario)\b")
-_CHANGE_OFFICE = re.compile(r"\b(?:oficina|lugar|sitio|sucursal|sede)\b")
-_CHANGE_NAME = re.compile(r"\bnombre\b")
-_CHANGE_CEDULA = re.compile(r"\bcedula\b")
-_CHANGE_SERVICE = re.compile(r"\b(?:tramite|servicio)\b")
+BOOKING_STEPS = frozenset({"service", "office", "when", "name", "cedula", "phone", "phone_confirm"})
 _MINOR = re.compile(r"\b(?:menor|mi hij[oa]|el nino|la nina|no tiene cedula|no tengo cedula)\b")
-_CHANGE_KEYS = ("when", "office", "name", "cedula")
-_CHANGE_PATTERNS = (
-    ("when", _CHANGE_TIME),
-    ("office", _CHANGE_OFFICE),
-    ("name", _CHANGE_NAME),
-    ("cedula", _CHANGE_CEDULA),
-    ("service", _CHANGE_SERVICE),
-)
 _NOT_A_NAME = re.compile(r"^(?:en|para|el|la|los|las|a|al|mejor|no|por)\b")
 _BEFORE_NUMBERS = re.compile(r"\d|\b(?:c[eé]dula|tel[eé]fono|n[uú]mero)\b", re.IGNORECASE)
 _NO_PHONE = re.compile(r"\b(?:no tengo|ninguno|sin telefono|no hace falta|no importa)\b")
@@ -146,11 +128,9 @@ class BookingHandler:
     # --- answers to its questions -----------------------------------------------------------
     async def fill(self, t: Turn) -> bool:
         step = t.st.awaiting
-        if step in ("service", "office", "when", "change_what"):
+        if step in ("service", "office", "when"):
             if t.names_other_task():
                 return False
-            if step == "change_what":
-                return await self._fill_change_what(t)
             return await self._fill_details(t, step)
         if step == "name":
             return await self._fill_name(t)
@@ -179,52 +159,6 @@ class BookingHandler:
             await self.kit.advance(t)
             return True
         return False
-
-    async def change_named(self, t: Turn) -> bool:
-        """ "No, la cédula está mal" at the read-back: ask again for the field named."""
-        for what, pattern in _CHANGE_PATTERNS:
-            if pattern.search(t.norm):
-                if what == "when" and _CHANGE_HOUR_ONLY.search(t.norm):
-                    return False  # the hour only: "¿Qué desea cambiar?" handles it
-                t.progress = True
-                self._forget(t, what)
-                t.st.awaiting = None
-                await self.kit.advance(t)
-                return True
-        return False
-
-    async def _fill_change_what(self, t: Turn) -> bool:
-        st, d = t.st, t.st.draft
-        if absorb(self.kit, t, service=True) or absorb_personal(t):
-            t.progress = True
-            await self.kit.advance(t)
-            return True
-        if _CHANGE_HOUR_ONLY.search(t.norm) and d.slot is not None:
-            day = date.fromisoformat(d.slot["date"])
-            d.clear_time()
-            d.when = When(date=day)
-            t.progress = True
-            st.awaiting = "when"
-            t.ask(phrases.ASK_HOUR)
-            return True
-        if _CHANGE_TIME.search(t.norm):
-            self._forget(t, "when")
-        elif _CHANGE_OFFICE.search(t.norm):
-            self._forget(t, "office")
-        elif _CHANGE_NAME.search(t.norm):
-            self._forget(t, "name")
-        elif _CHANGE_CEDULA.search(t.norm):
-            self._forget(t, "cedula")
-        elif _CHANGE_SERVICE.search(t.norm):
-            self._forget(t, "service")
-        elif is_affirmative(t.raw) is False or re.search(r"\b(?:nada|esta bien)\b", t.norm):
-            st.awaiting = None
-        else:
-            return False
-        t.progress = True
-        st.awaiting = None
-        await self.kit.advance(t)
-        return True
 
     async def _fill_name(self, t: Turn) -> bool:
         correction = t.correction
@@ -320,20 +254,11 @@ class BookingHandler:
         return True
 
     async def on_key(self, t: Turn, digits: str) -> bool:
-        """A service or office picked by its position in the list just read out, or what to
-        change from the keypad menu."""
+        """A service or office picked by its position in the list just read out."""
         st = t.st
-        if not digits.isdigit() or st.awaiting not in ("service", "office", "change_what"):
+        if not digits.isdigit() or st.awaiting not in ("service", "office"):
             return False
         index = int(digits) - 1
-        if st.awaiting == "change_what":
-            if not 0 <= index < len(_CHANGE_KEYS):
-                return False
-            t.progress = True
-            self._forget(t, _CHANGE_KEYS[index])
-            st.awaiting = None
-            await self.kit.advance(t)
-            return True
         choices = self._listed(t, st.awaiting)
         if not 0 <= index < len(choices):
             return False
@@ -362,22 +287,6 @@ class BookingHandler:
         d.offered, d.slot = [], None
         await self.kit.advance(t)
         return True
-
-    @staticmethod
-    def _forget(t: Turn, what: str) -> None:
-        d = t.st.draft
-        if what == "when":
-            d.clear_time()
-        elif what == "office":
-            d.office, d.any_office = None, False
-            d.offered, d.slot = [], None
-        elif what == "name":
-            d.name = None
-        elif what == "cedula":
-            d.cedula, d.cedula_partial = None, ""
-        elif what == "service":
-            d.service = None
-            d.offered, d.slot = [], None
 
     # --- acting -----------------------------------------------------------------------------
     async def book(self, t: Turn) -> None:

@@ -6,18 +6,32 @@ correction ("no, mejor el martes", "mi nombre es Juana") updates the draft and r
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
-from datetime import time
+from datetime import date, time
 from typing import Any
 
 from pipeline.brain import phrases
 from pipeline.brain.dialogue_facts import absorb, absorb_personal, has_new_values
 from pipeline.brain.dialogue_kit import Kit, Turn
 from pipeline.brain.dialogue_state import Draft
+from pipeline.brain.spanish_dates import When
+from pipeline.brain.spanish_text import is_affirmative
 
 __all__ = ["CONFIRM_STEPS", "ConfirmHandler"]
 
-CONFIRM_STEPS = frozenset({"confirm_booking", "confirm_reschedule"})
+CONFIRM_STEPS = frozenset({"confirm_booking", "confirm_reschedule", "change_what"})
+_CHANGE_TIME = re.compile(r"\b(?:dia|fecha|hora|horario|turno|cuando)\b")
+_CHANGE_HOUR_ONLY = re.compile(r"^(?:(?:la|el|solo|solamente|nada mas)\s+)*(?:hora|horario)\b")
+# What the caller wants to change, by the word they use for it (in this order).
+_CHANGES = (
+    ("when", _CHANGE_TIME),
+    ("office", re.compile(r"\b(?:oficina|lugar|sitio|sucursal|sede)\b")),
+    ("name", re.compile(r"\bnombre\b")),
+    ("cedula", re.compile(r"\bcedula\b")),
+    ("service", re.compile(r"\b(?:tramite|servicio)\b")),
+)
+_CHANGE_KEYS = ("when", "office", "name", "cedula")  # "Marque 1 para el día, 2 para…"
 
 
 class ConfirmHandler:
@@ -26,6 +40,8 @@ class ConfirmHandler:
 
     async def fill(self, t: Turn) -> bool:
         st = t.st
+        if st.awaiting == "change_what":
+            return not t.names_other_task() and await self._fill_change_what(t)
         booking = st.awaiting == "confirm_booking"
         if booking and t.goal and t.intent.name != "book" and t.intent.mine:
             return False  # "quiero cancelar mi cita": another task, not an answer
@@ -47,7 +63,7 @@ class ConfirmHandler:
             return True
         if yes is False:
             t.progress = True
-            if booking and await self.kit.booking.change_named(t):
+            if booking and await self.change_named(t):
                 return True
             if booking:
                 st.awaiting = "change_what"
@@ -58,6 +74,75 @@ class ConfirmHandler:
                 t.ask(f"{phrases.OK} {phrases.ASK_OTHER_DAY_AND_TIME}")
             return True
         return False
+
+    async def change_named(self, t: Turn) -> bool:
+        """ "No, la cédula está mal" at the read-back: ask again for the field named."""
+        for what, pattern in _CHANGES:
+            if pattern.search(t.norm):
+                if what == "when" and _CHANGE_HOUR_ONLY.search(t.norm):
+                    return False  # the hour only: "¿Qué desea cambiar?" handles it
+                t.progress = True
+                self._forget(t, what)
+                t.st.awaiting = None
+                await self.kit.advance(t)
+                return True
+        return False
+
+    async def _fill_change_what(self, t: Turn) -> bool:
+        """The answer to "¿Qué desea cambiar…?": a new value, or the field to ask again."""
+        st, d = t.st, t.st.draft
+        if absorb(self.kit, t, service=True) or absorb_personal(t):
+            t.progress = True
+            await self.kit.advance(t)
+            return True
+        if _CHANGE_HOUR_ONLY.search(t.norm) and d.slot is not None:
+            day = date.fromisoformat(d.slot["date"])
+            d.clear_time()
+            d.when = When(date=day)
+            t.progress = True
+            st.awaiting = "when"
+            t.ask(phrases.ASK_HOUR)
+            return True
+        named = next((what for what, pattern in _CHANGES if pattern.search(t.norm)), None)
+        if named is not None:
+            self._forget(t, named)
+        elif is_affirmative(t.raw) is False or re.search(r"\b(?:nada|esta bien)\b", t.norm):
+            st.awaiting = None
+        else:
+            return False
+        t.progress = True
+        st.awaiting = None
+        await self.kit.advance(t)
+        return True
+
+    async def on_key(self, t: Turn, digits: str) -> bool:
+        """What to change, from the keypad menu ("Marque 1 para el día…")."""
+        if t.st.awaiting != "change_what" or not digits.isdigit():
+            return False
+        index = int(digits) - 1
+        if not 0 <= index < len(_CHANGE_KEYS):
+            return False
+        t.progress = True
+        self._forget(t, _CHANGE_KEYS[index])
+        t.st.awaiting = None
+        await self.kit.advance(t)
+        return True
+
+    @staticmethod
+    def _forget(t: Turn, what: str) -> None:
+        d = t.st.draft
+        if what == "when":
+            d.clear_time()
+        elif what == "office":
+            d.office, d.any_office = None, False
+            d.offered, d.slot = [], None
+        elif what == "name":
+            d.name = None
+        elif what == "cedula":
+            d.cedula, d.cedula_partial = None, ""
+        elif what == "service":
+            d.service = None
+            d.offered, d.slot = [], None
 
 
 def _keep_the_hour(d: Draft, slot: dict[str, Any] | None, changed: set[str]) -> None:

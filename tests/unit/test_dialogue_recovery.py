@@ -554,3 +554,17 @@ async def test_a_reply_that_rules_a_variant_out_narrows_the_question_once(
     assert call.awaiting == "clarify" and "menores" not in reply and reply.endswith("?")
     reply = await call.say(dtmf="2")
     assert call.awaiting == "offer_booking" and "pasaporte anterior" in reply
+
+
+async def test_what_to_change_by_keypad_after_two_misses(
+    office: tuple[OfficeTools, BookingRepository],
+) -> None:
+    call = await start(office)
+    await book_until_confirmation(call)
+    await call.say("no")
+    assert call.awaiting == "change_what"
+    await call.say("ehh")
+    menu = await call.say("mmm")
+    assert "Marque 1 para el día" in menu
+    reply = await call.say(dtmf="2")
+    assert call.awaiting == "office" and "oficina" in reply
