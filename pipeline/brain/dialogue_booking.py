@@ -15,8 +15,8 @@ from pipeline.brain.intents import (
     choice_index,
     extract_cedula_digits,
     extract_phone_digits,
-    name_in_answer,
 )
+from pipeline.brain.names import name_in_answer
 from pipeline.brain.spanish_text import number_to_words
 from pipeline.brain.spoken import speak_cedula, speak_phone_end
 from pipeline.brain.tools import BOOK_APPOINTMENT, FIND_MY_APPOINTMENTS

@@ -13,10 +13,9 @@ from pipeline.brain.dialogue_kit import Kit, Turn
 from pipeline.brain.intents import (
     asks_question,
     extract_cedula_digits,
-    extract_name,
     extract_phone_digits,
-    find_name,
 )
+from pipeline.brain.names import extract_name, find_name
 from pipeline.brain.spanish_dates import When
 
 __all__ = [

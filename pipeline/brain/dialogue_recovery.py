@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pipeline.brain import phrases
 from pipeline.brain.dialogue_kit import Kit, Turn
-from pipeline.brain.intents import name_as_heard
+from pipeline.brain.names import name_as_heard
 
 __all__ = ["RecoveryHandler"]
 
