@@ -76,6 +76,7 @@ _EXPECT = {
     "when": "date",
     "slot_choice": "time",
     "name": "name",
+    "surname": "name",
     "cedula": "cedula",
     "lookup_cedula": "cedula",
     "phone": "phone",

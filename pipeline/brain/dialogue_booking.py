@@ -16,14 +16,16 @@ from pipeline.brain.intents import (
     extract_cedula_digits,
     extract_phone_digits,
 )
-from pipeline.brain.names import name_in_answer
+from pipeline.brain.names import given_name_only, name_in_answer
 from pipeline.brain.spanish_text import number_to_words
 from pipeline.brain.spoken import speak_cedula, speak_phone_end
 from pipeline.brain.tools import BOOK_APPOINTMENT, FIND_MY_APPOINTMENTS
 
 __all__ = ["BOOKING_STEPS", "BookingHandler"]
 
-BOOKING_STEPS = frozenset({"service", "office", "when", "name", "cedula", "phone", "phone_confirm"})
+BOOKING_STEPS = frozenset(
+    {"service", "office", "when", "name", "surname", "cedula", "phone", "phone_confirm"}
+)
 _MINOR = re.compile(r"\b(?:menor|mi hij[oa]|el nino|la nina|no tiene cedula|no tengo cedula)\b")
 _NOT_A_NAME = re.compile(r"^(?:en|para|el|la|los|las|a|al|mejor|no|por)\b")
 _BEFORE_NUMBERS = re.compile(r"\d|\b(?:c[eé]dula|tel[eé]fono|n[uú]mero)\b", re.IGNORECASE)
@@ -134,6 +136,8 @@ class BookingHandler:
             return await self._fill_details(t, step)
         if step == "name":
             return await self._fill_name(t)
+        if step == "surname":
+            return await self._fill_surname(t)
         if step == "cedula":
             return await self.take_cedula(t, step)
         if step in ("phone", "phone_confirm"):
@@ -173,8 +177,30 @@ class BookingHandler:
         name = name_in_answer(_BEFORE_NUMBERS.split(t.raw)[0].strip(" ,.;"))
         if name is None:
             return False
+        if given_name_only(name):
+            # "María": the full name is what goes on the appointment; ask for the rest once.
+            t.st.draft.name = name
+            t.progress = True
+            t.st.awaiting = "surname"
+            t.ask(phrases.ASK_SURNAME)
+            return True
         t.st.draft.name = name
         t.progress = True
+        await self.kit.advance(t)
+        return True
+
+    async def _fill_surname(self, t: Turn) -> bool:
+        d = t.st.draft
+        if t.goal or asks_question(t.norm, t.raw):
+            return False
+        said = name_in_answer(_BEFORE_NUMBERS.split(t.raw)[0].strip(" ,.;"))
+        if said is not None:
+            given = d.name or ""
+            # The whole name said again ("María Fernández") or only the surname.
+            d.name = said if said.split()[0] == given else f"{given} {said}".strip()
+        elif t.yes is not False:
+            return False
+        t.progress = True  # a "no" keeps the given name alone
         await self.kit.advance(t)
         return True
 

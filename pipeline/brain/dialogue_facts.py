@@ -66,7 +66,7 @@ def capture_personal(t: Turn) -> set[str]:
     quiero sacar el pasaporte…". The field names taken."""
     st, d = t.st, t.st.draft
     got: set[str] = set()
-    if st.awaiting != "name":
+    if st.awaiting not in ("name", "surname"):
         name = find_name(t.raw)
         if name and name != d.name:
             d.name = name

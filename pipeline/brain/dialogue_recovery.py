@@ -48,7 +48,7 @@ class RecoveryHandler:
         st = t.st
         step = st.awaiting or ""
         misses = st.step_misses[step] = st.step_misses.get(step, 0) + 1
-        if misses >= 3:
+        if misses >= 3 or step == "surname":
             await self._move_on(t, step)
             return
         t.say(lead)
@@ -120,6 +120,9 @@ class RecoveryHandler:
             d.any_office = True  # the first free slot in any office that does it
             st.awaiting = None
             await kit.advance(t)
+            return
+        if step == "surname":
+            await kit.advance(t)  # the given name alone, read back at the confirmation
             return
         if step == "phone":
             d.phone, d.phone_done = None, True

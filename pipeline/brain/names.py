@@ -12,7 +12,7 @@ import re
 
 from pipeline.brain.spanish_text import extract_numbers, normalize
 
-__all__ = ["extract_name", "find_name", "name_as_heard", "name_in_answer"]
+__all__ = ["extract_name", "find_name", "given_name_only", "name_as_heard", "name_in_answer"]
 
 _NAME_LEAD = re.compile(
     r"^(?:(?:si|bueno|ok|claro|pues|este|eh|ah|mire|perdon|dale)\s+)*(?:(?:mi\s+nombre\s+(?:completo\s+)?"
@@ -26,7 +26,8 @@ _NOT_NAME_WORDS = frozenset(
     "gracias agente persona operador si no claro correcto ok bueno favor aja aha eh em mm mmm "
     "este pues mire oiga hola alo digo okey vale listo perdon disculpe como que nada algo "
     "nombre apellido yo usted mi mis su sus tu menor mayor edad residente extranjero extranjera "
-    "dominicano dominicana".split()
+    "dominicano dominicana un una uno unos unas el lo le les se en con al por para pero mas ya "
+    "ni quien cual eso esa ese aqui ahi alla".split()
 )
 _PARTICLES = frozenset({"de", "del", "la", "las", "los", "y", "san", "santa"})
 
@@ -128,3 +129,8 @@ def _leading_name_words(words: list[str]) -> list[str]:
     while taken and normalize(taken[-1]) in _PARTICLES:
         taken.pop()
     return taken
+
+
+def given_name_only(name: str) -> bool:
+    """ "María" without a surname (or a fragment the line left of a full name)."""
+    return len([w for w in name.split() if normalize(w) not in _PARTICLES]) == 1

@@ -43,6 +43,7 @@ BAD_KEY = "No reconocí esa tecla."
 # --- booking ----------------------------------------------------------------------------------
 BOOKING_START = "Con gusto le ayudo con la cita."
 ASK_NAME = "¿A nombre de quién hago la cita? Dígame el nombre completo."
+ASK_SURNAME = "¿Y su apellido?"
 ASK_CEDULA = "¿Cuál es el número de cédula? Puede decirlo o marcarlo en el teclado."
 ASK_PHONE = "¿A qué número de teléfono le podemos contactar?"
 PHONE_TEN_DIGITS = (

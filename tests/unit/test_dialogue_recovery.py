@@ -568,3 +568,22 @@ async def test_what_to_change_by_keypad_after_two_misses(
     assert "Marque 1 para el día" in menu
     reply = await call.say(dtmf="2")
     assert call.awaiting == "office" and "oficina" in reply
+
+
+@pytest.mark.parametrize(
+    ("answers", "name"),
+    [
+        (["María", "Fernández"], "María Fernández"),
+        (["María", "María Fernández Peña"], "María Fernández Peña"),
+        (["un", "María", "no tengo"], "María"),
+    ],
+)
+async def test_a_given_name_alone_gets_one_question_for_the_surname(
+    office: tuple[OfficeTools, BookingRepository], answers: list[str], name: str
+) -> None:
+    call = await start(office)
+    await call.say("cita de cédula en Santiago el lunes a las diez")
+    for said in answers:
+        await call.say(said)
+    assert call.ctx.state[STATE_KEY].draft.name == name and call.awaiting == "cedula"
+    assert call.replies.count(phrases.ASK_SURNAME) == 1
