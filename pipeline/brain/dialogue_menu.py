@@ -8,19 +8,14 @@ phone and hours, and the assistant keeps helping.
 
 from __future__ import annotations
 
-from datetime import time
-
 from pipeline.brain import phrases
 from pipeline.brain.base import EndCall, Transfer
-from pipeline.brain.catalog import CatalogOffice, join_es
 from pipeline.brain.dialogue_facts import absorb, answers_booking
 from pipeline.brain.dialogue_kit import Kit, Turn
 from pipeline.brain.intents import asks_question, is_thanks_closing
-from pipeline.brain.spanish_dates import speak_time
-from pipeline.brain.spoken import speak_digits
 from pipeline.brain.tools import END_CALL, TRANSFER_TO_HUMAN
 
-__all__ = ["MENU_STEPS", "MenuHandler", "office_contact"]
+__all__ = ["MENU_STEPS", "MenuHandler"]
 
 MENU_STEPS = frozenset({"anything_else", "offer_transfer", "offer_booking"})
 
@@ -146,7 +141,7 @@ class MenuHandler:
         office = catalog.office(code) or (catalog.offices[0] if catalog.offices else None)
         if office is None or not office.phone:
             return phrases.CALL_BACK
-        return office_contact(office)
+        return phrases.office_contact(office)
 
     # --- not understanding ------------------------------------------------------------------
     async def not_understood(self, t: Turn) -> None:
@@ -174,37 +169,3 @@ class MenuHandler:
         else:
             t.say(f"{phrases.NOT_UNDERSTOOD} {phrases.SHORT_CAPABILITIES}")
             t.say(phrases.WHAT_DO_YOU_NEED)
-
-
-def office_contact(office: CatalogOffice) -> str:
-    """ "El teléfono de Santo Domingo Centro es ocho cero nueve, cinco cinco cinco, cero uno
-    cero cero. Atiende de lunes a viernes, de ocho de la mañana a cuatro de la tarde…" """
-    groups = [g for g in office.phone.replace(" ", "-").split("-") if g] if office.phone else []
-    number = ", ".join(speak_digits(g) for g in groups)
-    text = f"El teléfono de la oficina de {office.short} es {number}."
-    spans = []
-    for days, span in office.hours.items():
-        try:
-            start, end = (time.fromisoformat(x) for x in span.split("-"))
-        except ValueError:
-            continue
-        spans.append(f"{_days(days)}, de {_clock(start)} a {_clock(end)}")
-    if spans:
-        text += f" Atiende {join_es(spans)}."
-    return text
-
-
-def _days(days: str) -> str:
-    """ "lunes a viernes" → "de lunes a viernes"; "sábado" → "los sábados"."""
-    if " a " in days:
-        return f"de {days}"
-    return f"los {days}s" if not days.endswith("s") else f"los {days}"
-
-
-def _clock(at: time) -> str:
-    """ "ocho de la mañana", without the "a las" of an appointment time."""
-    spoken = speak_time(at)
-    for lead in ("a las ", "a la "):
-        if spoken.startswith(lead):
-            return spoken[len(lead) :] if lead == "a las " else spoken[len("a la ") :]
-    return spoken

@@ -12,12 +12,15 @@ short is clearer), one question at a time.
 from __future__ import annotations
 
 import re
+from datetime import time
 
-from pipeline.brain.catalog import Catalog, join_es
+from pipeline.brain.catalog import Catalog, CatalogOffice, join_es
+from pipeline.brain.spanish_dates import speak_time
 from pipeline.brain.spanish_text import normalize
+from pipeline.brain.spoken import speak_digits
 from pipeline.sentences import SentenceSplitter
 
-__all__ = ["fixed_phrases", "sentences"]
+__all__ = ["fixed_phrases", "office_contact", "sentences"]
 
 # --- openings and small talk ------------------------------------------------------------------
 SALUTES = ("Buenos días", "Buenas tardes", "Buenas noches")
@@ -212,6 +215,40 @@ def _short_name(aliases: tuple[str, ...], written: str) -> str:
     return " ".join(accents.get(normalize(w), w) for w in shortest.split())
 
 
+def office_contact(office: CatalogOffice) -> str:
+    """ "El teléfono de Santo Domingo Centro es ocho cero nueve, cinco cinco cinco, cero uno
+    cero cero. Atiende de lunes a viernes, de ocho de la mañana a cuatro de la tarde…" """
+    groups = [g for g in office.phone.replace(" ", "-").split("-") if g] if office.phone else []
+    number = ", ".join(speak_digits(g) for g in groups)
+    text = f"El teléfono de la oficina de {office.short} es {number}."
+    spans = []
+    for days, span in office.hours.items():
+        try:
+            start, end = (time.fromisoformat(x) for x in span.split("-"))
+        except ValueError:
+            continue
+        spans.append(f"{_days(days)}, de {_clock(start)} a {_clock(end)}")
+    if spans:
+        text += f" Atiende {join_es(spans)}."
+    return text
+
+
+def _days(days: str) -> str:
+    """ "lunes a viernes" → "de lunes a viernes"; "sábado" → "los sábados"."""
+    if " a " in days:
+        return f"de {days}"
+    return f"los {days}s" if not days.endswith("s") else f"los {days}"
+
+
+def _clock(at: time) -> str:
+    """ "ocho de la mañana", without the "a las" of an appointment time."""
+    spoken = speak_time(at)
+    for lead in ("a las ", "a la "):
+        if spoken.startswith(lead):
+            return spoken[len(lead) :] if lead == "a las " else spoken[len("a la ") :]
+    return spoken
+
+
 def sentences(text: str) -> list[str]:
     """A reply cut where the call's voice cuts it (the session's own sentence splitter), so
     that pre-rendered audio is found under the same text."""
@@ -233,6 +270,12 @@ def fixed_phrases(catalog: Catalog, office_name: str) -> list[str]:
                 texts.append(ask_office([o.short for o in offices]))
                 texts.append(choices_menu([o.short for o in offices], "en "))
         texts.append(choices_menu(service_labels(catalog), "para "))
+    for office in catalog.offices:
+        if office.phone:
+            texts.append(office_contact(office))
+    sd = [o.short for o in catalog.offices if o.code in ("SDC", "SDE")]
+    if len(sd) == 2:
+        texts.append(short_choice(sd))
     out: dict[str, None] = {}
     for text in texts:
         for sentence in sentences(text):
