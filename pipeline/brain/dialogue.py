@@ -14,13 +14,18 @@ task, each asking for the first missing field or acting when nothing is missing:
 - :mod:`~pipeline.brain.dialogue_confirm` is the last yes/no before booking or moving;
 - :mod:`~pipeline.brain.dialogue_changes` finds, moves and cancels existing appointments;
 - :mod:`~pipeline.brain.dialogue_questions` answers from the knowledge base;
-- :mod:`~pipeline.brain.dialogue_menu` says goodbye, hands over, and copes with misses.
+- :mod:`~pipeline.brain.dialogue_menu` says goodbye, hands over (only when a person can take
+  the call) and copes with misses outside a task;
+- :mod:`~pipeline.brain.dialogue_recovery` re-asks a question that was not understood:
+  shorter, then as choices the caller can say or key, then moves on — never a third time.
 
-This core routes each turn: it first tries to read the utterance as the answer to the pending
-question (``state.awaiting``, owned by one handler), then as a new goal, then as a question for
-the knowledge base. Replies stream out as they are produced; each tool call is also reported
-as a ``ToolEvent`` for the call record. Every fixed sentence lives in
-:mod:`~pipeline.brain.phrases`.
+This core routes each turn. It repairs what Whisper heard for the pending question
+(:func:`~pipeline.brain.heard.repair_transcript`), keeps any name, cédula or phone the caller
+volunteers (:mod:`~pipeline.brain.dialogue_facts`), then reads the utterance as the answer to
+the pending question (``state.awaiting``, owned by one handler), else as a new goal, else as a
+question for the knowledge base, else as a miss. Replies stream out as they are produced; each
+tool call is also reported as a ``ToolEvent`` for the call record. Every fixed sentence lives
+in :mod:`~pipeline.brain.phrases`.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from pipeline.brain.dialogue_facts import (
     starts_booking_by_date,
     starts_booking_by_details,
 )
-from pipeline.brain.dialogue_kit import Kit, Turn
+from pipeline.brain.dialogue_kit import SHORT_AGAIN, Kit, Turn
 from pipeline.brain.dialogue_menu import MENU_STEPS, MenuHandler
 from pipeline.brain.dialogue_questions import QUESTION_STEPS, QuestionsHandler
 from pipeline.brain.dialogue_recovery import RecoveryHandler
@@ -84,8 +89,6 @@ _EXPECT = {
     "pick_booking": "choice",
     "clarify": "choice",
 } | {step: "confirm" for step in _YES_NO_STEPS}
-# Questions a volunteered name or cédula does not answer, re-asked in their short form.
-_SHORT_AGAIN = frozenset({"service", "office", "when", "name", "cedula", "phone"})
 # "Eso es todo" to "¿Qué desea cambiar?" means nothing to change, not goodbye.
 _FAREWELL = re.compile(r"\b(?:adios|chao|chau|bye|hasta luego|hasta pronto)\b")
 
@@ -210,8 +213,8 @@ class OfflineDialogueBrain:
             return
         if captured and not asks_question(t.norm, t.raw) and not self._mentions_more(t):
             t.progress = True
-            if st.awaiting in _SHORT_AGAIN:
-                t.say(phrases.SHORT_QUESTIONS[st.awaiting])
+            if st.awaiting in SHORT_AGAIN:
+                t.say(t.pending_question())
             elif st.task:
                 await kit.advance(t)
             else:
@@ -220,13 +223,13 @@ class OfflineDialogueBrain:
         if _GREETING_ONLY.fullmatch(t.norm):
             t.progress = True
             t.say(phrases.HELLO)
-            t.say(st.resume_prompt if st.task else phrases.HOW_CAN_I_HELP)
+            t.say(t.pending_question() if st.task else phrases.HOW_CAN_I_HELP)
             return
-        if is_only_thanks(t.norm):
+        if is_only_thanks(t.norm):  # "gracias" in the middle of a booking goes on with it
             t.progress = True
             t.say(phrases.YOU_ARE_WELCOME)
             if st.resume_prompt:
-                t.say(st.resume_prompt)
+                t.say(t.pending_question())
             return
         if st.task == "book" and kit.catalog.services and absorb(kit, t):
             t.progress = True

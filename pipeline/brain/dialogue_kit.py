@@ -38,9 +38,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("taina.brain.offline")
 
-__all__ = ["GOALS", "Kit", "Turn"]
+__all__ = ["GOALS", "SHORT_AGAIN", "Kit", "Turn"]
 
 GOALS = frozenset({"book", "reschedule", "cancel", "find"})
+# Questions asked again in their short form after a digression (a read-back or a list of
+# times is said whole: the caller needs it).
+SHORT_AGAIN = frozenset({"service", "office", "when", "name", "cedula", "phone"})
 # How Whisper writes a short "sí" said alone on a phone line.
 _MISHEARD_YES = frozenset({"c", "ce", "si si", "sii", "see"})
 _PLACE_NAMES = re.compile(r"\bsanto domingo\b|\bavenida 27 de febrero\b")
@@ -145,6 +148,12 @@ class Turn:
         if resume:
             asked[text] = asked.get(text, 0) + 1
             self.st.resume_prompt = text
+
+    def pending_question(self) -> str:
+        """The question still open, to come back to: short when it has a short form."""
+        if self.st.awaiting in SHORT_AGAIN:
+            return phrases.SHORT_QUESTIONS[self.st.awaiting or ""]
+        return self.st.resume_prompt
 
     def emit(self, out: BrainOutput) -> None:
         self.acted = self.acted or isinstance(out, EndCall | Transfer)

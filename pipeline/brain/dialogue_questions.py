@@ -191,7 +191,7 @@ class QuestionsHandler:
         """Back to the booking under way, or offer one for the service asked about."""
         st = t.st
         if st.task and st.resume_prompt:
-            t.say(f"{phrases.BACK_TO_BOOKING} {st.resume_prompt}")
+            t.say(f"{phrases.BACK_TO_BOOKING} {t.pending_question()}")
             return
         if service and self.kit.tools is not None and self.kit.catalog.service(service):
             st.offer_service = service

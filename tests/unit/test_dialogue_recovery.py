@@ -587,3 +587,16 @@ async def test_a_given_name_alone_gets_one_question_for_the_surname(
         await call.say(said)
     assert call.ctx.state[STATE_KEY].draft.name == name and call.awaiting == "cedula"
     assert call.replies.count(phrases.ASK_SURNAME) == 1
+
+
+async def test_back_to_the_booking_after_a_digression_with_the_short_question(
+    office: tuple[OfficeTools, BookingRepository],
+) -> None:
+    call = await start(office)
+    first = await call.say("quiero una cita de pasaporte en Santiago")
+    assert first.endswith(phrases.ASK_WHEN)
+    reply = await call.say("gracias")
+    assert reply == f"{phrases.YOU_ARE_WELCOME} {phrases.SHORT_QUESTIONS['when']}"
+    reply = await call.say("¿cuánto cuesta el pasaporte?")
+    assert reply.endswith(f"{phrases.BACK_TO_BOOKING} {phrases.SHORT_QUESTIONS['when']}")
+    assert phrases.ASK_WHEN not in reply
