@@ -191,8 +191,8 @@ class BookingHandler:
 
     async def _fill_surname(self, t: Turn) -> bool:
         d = t.st.draft
-        if t.goal or asks_question(t.norm, t.raw):
-            return False
+        if t.goal or asks_question(t.norm, t.raw) or len(t.norm.split()) > 4:
+            return False  # a whole sentence is not a surname: go on with the given name
         said = name_in_answer(_BEFORE_NUMBERS.split(t.raw)[0].strip(" ,.;"))
         if said is not None:
             given = d.name or ""

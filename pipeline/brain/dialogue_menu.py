@@ -127,10 +127,16 @@ class MenuHandler:
         t.say(self.contact(t))
         if st.awaiting:
             st.step_misses.pop(st.awaiting, None)
-        if st.task and st.awaiting and reason != "misunderstanding":
+        lost = reason == "misunderstanding"
+        if st.task and st.awaiting and not (lost and st.handovers):
+            # The booking is not dropped: the caller may still give the answer (the line
+            # may clear up); a second dead end on a task ends it.
+            st.handovers += lost
             t.say(phrases.KEEP_HELPING)
             t.say(phrases.SHORT_QUESTIONS.get(st.awaiting) or st.resume_prompt)
             return
+        if st.task:
+            st.finish()
         st.awaiting = "anything_else"
         t.ask(phrases.ANYTHING_ELSE, resume=False)
 

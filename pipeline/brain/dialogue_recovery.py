@@ -29,6 +29,12 @@ _YES_NO = frozenset(
         "offer_transfer",
     }
 )
+_NUMBER_STEPS = frozenset({"cedula", "lookup_cedula", "code_or_cedula", "phone"})
+# Words a caller says before dictating a number ("sí, claro, mi cédula es…").
+_PRELUDE_WORDS = frozenset(
+    "si claro ok okey bueno pues este mire a ver cedula mi su el la es son numero de telefono "
+    "celular codigo aqui lo tengo espere un momento deje ya voy".split()
+)
 _KEYPAD = {
     "cedula": phrases.PRESS_CEDULA,
     "lookup_cedula": phrases.PRESS_CEDULA,
@@ -47,6 +53,12 @@ class RecoveryHandler:
         """The answer to the pending question was not understood."""
         st = t.st
         step = st.awaiting or ""
+        prelude = step in _NUMBER_STEPS and _is_prelude(t) and not st.draft.cedula_partial
+        if prelude and not st.step_misses.get(step + "+"):
+            # "Sí, mi cédula es…" cut off before the digits: the caller is about to go on.
+            st.step_misses[step + "+"] = 1
+            t.say(phrases.GO_ON_DIGITS)
+            return
         misses = st.step_misses[step] = st.step_misses.get(step, 0) + 1
         if misses >= 3 or step == "surname":
             await self._move_on(t, step)
@@ -152,3 +164,9 @@ class RecoveryHandler:
             await kit.questions.answer_variant(t, st.clarify["options"][0])
             return
         await kit.menu.transfer(t, "misunderstanding")
+
+
+def _is_prelude(t: Turn) -> bool:
+    """A short turn with no digits, made only of the words that come before a number."""
+    words = t.norm.split()
+    return 0 < len(words) <= 5 and not t.dtmf and all(w in _PRELUDE_WORDS for w in words)

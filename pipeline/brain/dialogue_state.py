@@ -58,6 +58,7 @@ class DialogueState:
     choices: list[str] = field(default_factory=list)  # options of the menu just read out
     clarify: dict[str, Any] | None = None  # a knowledge question waiting for its variant
     told_no_agent: bool = False  # "no agent available" is said once per call
+    handovers: int = 0  # dead ends in the task under way, without an agent to take over
     asked: dict[str, int] = field(default_factory=dict)  # questions said, for the short form
     turns: int = 0
     last_prompt: str = ""  # what to repeat on "¿cómo?"
@@ -90,6 +91,7 @@ class DialogueState:
         self.step_misses = {}
         self.choices = []
         self.asked = {}
+        self.handovers = 0
         self.target = None
         self.candidates = []
         self.lookup_tried = set()
@@ -102,6 +104,7 @@ class DialogueState:
         self.step_misses = {}
         self.choices = []
         self.asked = {}
+        self.handovers = 0
         self.target = None
         self.candidates = []
         self.lookup_tried = set()

@@ -135,6 +135,7 @@ SHORT_QUESTIONS = {
 }
 NOT_CAUGHT = "Disculpe, no le entendí bien."
 PRESS_YES_NO = "Marque 1 para sí, o 2 para no."
+GO_ON_DIGITS = "Le escucho. Dígame los números, por favor."
 CEDULA_AGAIN_FULL = "¿Me repite la cédula completa, por favor? Son once dígitos."
 PRESS_CEDULA = "Puede marcar su cédula en el teclado: los once dígitos."
 PRESS_PHONE = "Puede marcar el número en el teclado, con el código de área."

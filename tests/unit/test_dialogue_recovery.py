@@ -225,7 +225,11 @@ async def test_a_third_miss_without_a_sensible_default_hands_over_or_gives_the_p
         reply = await alone.say("ajá")
     assert not alone.transferred and not alone.ended
     assert "ocho cero nueve" in reply and "Le comunico" not in " ".join(alone.replies)
-    assert alone.awaiting == "anything_else"
+    assert alone.awaiting == "service"  # the booking goes on: the line may clear up
+    for _ in range(3):
+        reply = await alone.say("ajá")
+    assert alone.awaiting == "anything_else" and "ocho cero nueve" in reply  # a second dead end
+    assert alone.ctx.state[STATE_KEY].task is None and phrases.NO_AGENT not in reply
 
 
 async def test_the_name_as_heard_is_taken_at_the_third_try_and_read_back(
@@ -257,8 +261,8 @@ async def test_dictated_cedula_misses_end_at_the_keypad(
     call = await start(office)
     await call.say("cita de cédula en Santiago el lunes a las diez")
     await call.say("Pedro Martínez")
-    await call.say("este pues mire")
-    reply = await call.say("eh no sé")
+    await call.say("ay no sé")
+    reply = await call.say("eh no me acuerdo")
     assert "teclado" in reply and "once dígitos" in reply
     await call.say(dtmf="00112345678")
     assert call.awaiting == "phone_confirm"
@@ -600,3 +604,17 @@ async def test_back_to_the_booking_after_a_digression_with_the_short_question(
     reply = await call.say("¿cuánto cuesta el pasaporte?")
     assert reply.endswith(f"{phrases.BACK_TO_BOOKING} {phrases.SHORT_QUESTIONS['when']}")
     assert phrases.ASK_WHEN not in reply
+
+
+async def test_a_turn_cut_before_the_digits_is_not_a_miss(
+    office: tuple[OfficeTools, BookingRepository],
+) -> None:
+    call = await start(office)
+    await call.say("cita de cédula en Santiago el lunes a las diez")
+    await call.say("Juan Pérez")
+    reply = await call.say("Sí, cédula.")
+    assert reply == phrases.GO_ON_DIGITS
+    reply = await call.say("Cédula,")
+    assert phrases.GO_ON_DIGITS not in reply  # only once: the next is a miss
+    await call.say(CEDULA)
+    assert call.awaiting == "phone_confirm"
