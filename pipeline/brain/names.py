@@ -96,14 +96,17 @@ def find_name(text: str) -> str | None:
 def name_in_answer(text: str) -> str | None:
     """The name in an answer to "¿A nombre de quién…?", also when more follows it: "Sí,
     María Pérez, para servirle" → "María Pérez"."""
+    found: list[str] = []
     for clause in [c for c in re.split(r"[,.;:!?¡¿]", text) if c.strip()][:3]:
         lead = _NAME_LEAD.match(normalize(clause) + " ")
         words = clause.split()[len(lead.group(0).split()) if lead else 0 :]
         taken = _leading_name_words(words)
         name = (extract_name(" ".join(taken)) if taken else None) or extract_name(clause)
         if name:
-            return name
-    return find_name(text)
+            found.append(name)
+    # "Vellamos, Carlos Gómez": a full name beats a lone word the line garbled before it.
+    full = [n for n in found if not given_name_only(n)]
+    return (full or found or [None])[0] or find_name(text)
 
 
 def name_as_heard(text: str) -> str | None:

@@ -38,6 +38,7 @@ def test_a_name_introduced_in_a_longer_turn(text: str, name: str | None) -> None
         ("claro que sí, Ana de la Cruz", "Ana de la Cruz"),
         ("la cita es a nombre de Pedro Santana", "Pedro Santana"),
         ("Ya no, ya no, Carlos, come.", "Carlos"),
+        ("Vellamos, Carlos Gómez.", "Carlos Gómez"),
         ("Mi cédula es", None),
         ("ajá", None),
     ],
