@@ -184,7 +184,10 @@ class OfflineDialogueBrain:
             await self._on_dtmf(t)
             return
         if not t.norm:
-            await kit.menu.miss(t, phrases.STILL_THERE)
+            if st.awaiting:  # speech without words: the pending question, shorter, then keys
+                await kit.recovery.reprompt(t, phrases.NOT_HEARD)
+            else:
+                await kit.menu.miss(t, phrases.STILL_THERE)
             return
         t.intent = intent = detect_intent(t.norm)
         captured = capture_personal(t) if kit.tools is not None else set()

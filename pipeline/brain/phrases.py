@@ -133,6 +133,7 @@ SHORT_QUESTIONS = {
     "offer_booking": "¿Le reservo una cita? Diga sí o no.",
     "offer_transfer": "¿Le paso con un agente? Diga sí o no.",
 }
+NOT_HEARD = "Disculpe, no le escuché."
 NOT_CAUGHT = "Disculpe, no le entendí bien."
 PRESS_YES_NO = "Marque 1 para sí, o 2 para no."
 GO_ON_DIGITS = "Le escucho. Dígame los números, por favor."

@@ -618,3 +618,13 @@ async def test_a_turn_cut_before_the_digits_is_not_a_miss(
     assert phrases.GO_ON_DIGITS not in reply  # only once: the next is a miss
     await call.say(CEDULA)
     assert call.awaiting == "phone_confirm"
+
+
+async def test_a_turn_without_words_re_asks_the_pending_question_shorter(
+    office: tuple[OfficeTools, BookingRepository],
+) -> None:
+    call = await start(office)
+    await call.say("quiero una cita de pasaporte en Santiago")
+    reply = await call.say("")
+    assert reply == f"{phrases.NOT_HEARD} {phrases.SHORT_QUESTIONS['when']}"
+    assert not call.transferred and call.awaiting == "when"
