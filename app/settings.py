@@ -129,9 +129,9 @@ class Settings(BaseSettings):
     # Default: built from the office's catalog (services, offices, weekdays, months; see
     # pipeline.brain.heard.whisper_prompt); set TAINA_STT_PROMPT to override ("" for none).
     stt_prompt: str = Field(default_factory=lambda: office_stt_prompt())
-    # Beam search 5: on caller speech through the phone band it cut WER 0.34 -> 0.27 and raised
-    # the office facts recovered 0.65 -> 0.80, for about +0.15-0.2 s per 3 s turn on 2 loaded
-    # cores (bench/stt_wer_bench.py, docs/PERFORMANCE.md).
+    # Beam search 5 with the catalog prompt: on caller speech through the phone band WER 0.33 ->
+    # 0.26 and office facts recovered 0.67 -> 0.82 (0.85 after heard.repair_transcript), for
+    # about +0.1 s per 3 s turn on 2 loaded cores (bench/stt_wer_bench.py, docs/PERFORMANCE.md).
     stt_beam_size: int = 5
     stt_hotwords: str = ""  # faster-whisper hotwords; measured no better than the prompt alone
     # One greedy pass: a temperature retry doubles the time on exactly the hard utterances.

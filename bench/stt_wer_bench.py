@@ -139,8 +139,8 @@ class Setting:
 
 
 def settings_to_compare() -> list[Setting]:
-    short = whisper_prompt(CATALOG)
-    full = whisper_prompt(CATALOG, months=True, full_names=True)
+    short = whisper_prompt(CATALOG, months=False, full_names=False)
+    full = whisper_prompt(CATALOG)
     words = "cédula, pasaporte, licencia, apostilla, antecedentes, Santiago, La Romana"
     return [
         Setting("beam1 + fixed prompt (before)", 1, DEFAULT_STT_PROMPT),
