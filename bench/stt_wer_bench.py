@@ -200,7 +200,9 @@ def build_utterances(voices: list[str], sentences: list[str], cache: Path) -> li
             digits = text.replace(" ", "").isdigit()
             reference = " ".join(SPOKEN_DIGITS[c] for c in text.split()) if digits else text
             line = apply_phone_band(pad + pcm + pad, LINE_RATE, seed=f"{name}|{i}")
-            out.append(Utterance(name, voice.family, reference, "cedula" if digits else None, line))
+            # What the bot just asked for: a number, a day, or anything (a free sentence).
+            expect = "cedula" if digits else ("date" if voice.family == "human" else None)
+            out.append(Utterance(name, voice.family, reference, expect, line))
     return out
 
 

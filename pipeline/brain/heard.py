@@ -577,7 +577,16 @@ def _digits_in_place(text: str) -> str:
 
 @functools.lru_cache(maxsize=512)
 def _repair_norm(norm: str, vocab: Vocabulary) -> str:
-    return normalize(repair_words(_service_soundalikes(norm, None), vocab))
+    repaired = normalize(repair_words(_service_soundalikes(norm, None), vocab))
+    return " ".join(_split_clitic(w, vocab) for w in repaired.split())
+
+
+def _split_clitic(word: str, vocab: Vocabulary) -> str:
+    """ "apostillarlo" → "apostillar lo", so the catalog's alias "apostillar" matches."""
+    m = _CLITIC.search(word)
+    if m and m.start() >= 4 and word[: m.start()] in vocab.by_norm:
+        return f"{word[: m.start()]} {m.group(0)}"
+    return word
 
 
 def repair_for_matching(norm: str, catalog: Catalog) -> str:

@@ -265,6 +265,18 @@ def test_resolve_office_accepts_misheard_values(value: str, code: str | None) ->
     assert CATALOG.resolve_office(value) == code
 
 
+@pytest.mark.parametrize(
+    ("said", "code"),
+    [
+        ("quiero apostillarlo", "apostilla"),
+        ("voy a legalizarlos", "apostilla"),
+        ("renovarla", None),
+    ],
+)
+def test_verbs_with_a_pronoun_still_name_the_service(said: str, code: str | None) -> None:
+    assert CATALOG.find_services(normalize(said)) == ([code] if code else [])
+
+
 def test_find_services_in_running_text() -> None:
     assert CATALOG.find_services(normalize("quiero renovar mi fe y sacar el pasa porte")) == [
         "cedula",
