@@ -385,3 +385,23 @@ def test_the_office_s_own_correct_text_passes_through(expect: str | None) -> Non
     assert len(sentences) > 100
     changed = [(s, _fix(s, expect)) for s in sentences if _fix(s, expect) != s]
     assert changed == []
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "el código es te a siete ka tres pe nueve",
+        "Te, a, siete, ka, tres, pe, nueve",
+        "TA-7K3P9",
+        "siete ka tres pe nueve",
+    ],
+)
+def test_booking_codes_survive_the_code_repair(said: str) -> None:
+    from pipeline.brain.spoken import parse_booking_code
+
+    assert parse_booking_code(_fix(said, "code")) == parse_booking_code(said) == "TA-7K3P9"
+
+
+def test_thousands_said_as_words() -> None:
+    assert spoken_digits("dos mil veinticinco") == "2025"
+    assert _fix("dos mil", "code") == "2000"
