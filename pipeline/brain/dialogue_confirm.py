@@ -15,6 +15,7 @@ from pipeline.brain import phrases
 from pipeline.brain.dialogue_facts import absorb, absorb_personal, has_new_values
 from pipeline.brain.dialogue_kit import Kit, Turn
 from pipeline.brain.dialogue_state import Draft
+from pipeline.brain.names import given_name_only, name_in_answer
 from pipeline.brain.spanish_dates import When
 from pipeline.brain.spanish_text import is_affirmative
 
@@ -93,6 +94,14 @@ class ConfirmHandler:
         st, d = t.st, t.st.draft
         if absorb(self.kit, t, service=True) or absorb_personal(t):
             t.progress = True
+            await self.kit.advance(t)
+            return True
+        said = name_in_answer(t.raw)
+        if said and not given_name_only(said) and not any(p.search(t.norm) for _, p in _CHANGES):
+            # "Digamos, Carlos Gómez": the name as it should read.
+            d.name = said
+            t.progress = True
+            st.awaiting = None
             await self.kit.advance(t)
             return True
         if _CHANGE_HOUR_ONLY.search(t.norm) and d.slot is not None:

@@ -628,3 +628,13 @@ async def test_a_turn_without_words_re_asks_the_pending_question_shorter(
     reply = await call.say("")
     assert reply == f"{phrases.NOT_HEARD} {phrases.SHORT_QUESTIONS['when']}"
     assert not call.transferred and call.awaiting == "when"
+
+
+async def test_a_full_name_said_at_what_to_change_is_the_name(
+    office: tuple[OfficeTools, BookingRepository],
+) -> None:
+    call = await start(office)
+    await book_until_confirmation(call)
+    await call.say("no")
+    reply = await call.say("Digamos, Juan Carlos Pérez.")
+    assert "A nombre de Juan Carlos Pérez" in reply and call.awaiting == "confirm_booking"
