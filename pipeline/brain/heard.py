@@ -443,6 +443,40 @@ def _short_date_answer(text: str, vocab: Vocabulary) -> str:
     return "".join(out)
 
 
+# "Santo Domingo Este" over a phone line: "Santo Domingo, es sí", "tanto domingo es".
+_ESTE_HEARD = re.compile(
+    r"(?i)\b(santo\s+domingo)[\s,.]+es(?:[\s,.]+(?:s[ií]|te|ti|tes)(?![\wáéíóúñ])|(?=[\s,.]*$))"
+)
+_OFFICE_PHRASE_CUTOFF = 85.0
+
+
+def _office_phrases(text: str, catalog: Catalog) -> str:
+    """When the bot asked for the office, a group of words that sounds like a multi-word
+    office name is that name ("tanto domingo" → "Santo Domingo"), and "Santo Domingo es (sí)"
+    is Santo Domingo Este."""
+    phrases: dict[str, str] = {}
+    for office in catalog.offices:
+        for alias in (office.short, *office.aliases):
+            norm = normalize(alias)
+            if " " in norm:
+                phrases.setdefault(norm, alias if alias[:1].isupper() else alias.title())
+    for norm, spelled in sorted(phrases.items(), key=lambda p: -len(p[0])):
+        size = len(norm.split())
+        target = phonetic_key(norm)
+        matches = list(_TOKEN.finditer(text))
+        for i in range(len(matches) - size, -1, -1):  # from the end: spans stay valid
+            span = matches[i : i + size]
+            words = normalize(" ".join(m.group(0) for m in span))
+            if words == norm or words in phrases:
+                continue
+            each = zip(words.split(), norm.split(), strict=True)
+            if fuzz.ratio(phonetic_key(words), target) >= _OFFICE_PHRASE_CUTOFF and all(
+                fuzz.ratio(phonetic_key(a), phonetic_key(b)) >= 70 for a, b in each
+            ):
+                text = text[: span[0].start()] + spelled + text[span[-1].end() :]
+    return _ESTE_HEARD.sub(lambda m: f"{m.group(1)} Este", text)
+
+
 # ---------------------------------------------------------------------------------------------
 # Numbers
 # ---------------------------------------------------------------------------------------------
@@ -650,6 +684,8 @@ def repair_transcript(text: str, catalog: Catalog, expect: str | None = None) ->
     repaired = repair_words(repaired, vocab, expect)
     if expect == "date":
         repaired = _short_date_answer(repaired, vocab)
+    if expect == "office":
+        repaired = _office_phrases(repaired, catalog)
     if expect in _DIGIT_EXPECTS:
         repaired = _digits_in_place(repaired)
     return repaired

@@ -16,6 +16,13 @@ def _fix(text: str, expect: str | None = None) -> str:
 # --- the field report and its relatives --------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "said", ["En Santo Domingo, es que vivo cerca", "Santo Domingo, es mejor", "tanto el domingo"]
+)
+def test_santo_domingo_este_only_when_said_so(said: str) -> None:
+    assert _fix(said, "office") == said
+
+
 def test_field_report_sentence() -> None:
     assert (
         _fix("Quiero hacer una cita para renovar mi fe en la oficia principal")
@@ -58,7 +65,10 @@ def test_misheard_services_reach_the_catalog(heard: str, service: str) -> None:
         ("en la oficia principal", "SDC"),
         ("en Santiago de los Cabayeros", "STI"),
         ("en la plasa Oriental", "SDE"),
-        ("la de la Ramana", None),  # too far from "Romana" to guess
+        ("la de la Ramana", "LRO"),  # when the office was asked for
+        ("Santo Domingo, es sí", "SDE"),
+        ("en tanto domingo es", "SDE"),
+        ("en la de Miami", None),
         ("en la Romana", "LRO"),
         ("en San Bicente de Paul", "SDE"),
     ],
