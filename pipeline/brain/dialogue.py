@@ -312,8 +312,13 @@ class OfflineDialogueBrain:
             return True
         if st.task == "book" and name in ("reschedule", "book") and not intent.mine:
             # "cámbiela para el jueves" while booking: a correction of the draft.
-            if absorb(kit, t) or name == "book":
+            changed = absorb(kit, t)
+            if changed or name == "book":
                 t.progress = True
+                service = kit.catalog.service(st.draft.service)
+                if not changed and service is not None:
+                    # The request said again: the caller lost track; say where we are.
+                    t.say(phrases.booking_under_way(service.spoken))
                 await kit.advance(t)
                 return True
         t.progress = True

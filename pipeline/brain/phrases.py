@@ -179,6 +179,10 @@ def short_choice(labels: list[str]) -> str:
     return f"¿{head + ' ' if head else ''}{join_es(rest, 'o')}?"
 
 
+def booking_under_way(service: str) -> str:
+    return f"Sí, le estoy haciendo la cita de {service}."
+
+
 def greeting(salute: str, office_name: str) -> str:
     return (
         f"{salute}, gracias por llamar a {office_name}. Le habla Taína, su asistente virtual. "
@@ -272,6 +276,7 @@ def fixed_phrases(catalog: Catalog, office_name: str) -> list[str]:
                 texts.append(ask_office([o.short for o in offices]))
                 texts.append(choices_menu([o.short for o in offices], "en "))
         texts.append(choices_menu(service_labels(catalog), "para "))
+    texts += [booking_under_way(s.spoken) for s in catalog.services]
     for office in catalog.offices:
         if office.phone:
             texts.append(office_contact(office))

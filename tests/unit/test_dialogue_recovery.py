@@ -472,7 +472,7 @@ async def test_santo_domingo_stays_narrowed_to_centro_or_este(
     call = await start(office)
     first = await call.say("quiero una cita de cédula en Santo Domingo")
     assert first.endswith(phrases.ASK_SANTO_DOMINGO)
-    again = await call.say("Me refiero en Santo Domingo, es sí.")
+    again = await call.say("En Santo Domingo, le dije.")
     assert again == "¿Santo Domingo Centro o Este?"
     await call.say("quiero una cita de cédula")
     assert "La Romana" not in call.replies[-1]
@@ -638,3 +638,14 @@ async def test_a_full_name_said_at_what_to_change_is_the_name(
     await call.say("no")
     reply = await call.say("Digamos, Juan Carlos Pérez.")
     assert "A nombre de Juan Carlos Pérez" in reply and call.awaiting == "confirm_booking"
+
+
+async def test_the_request_said_again_mid_booking_says_where_we_are(
+    office: tuple[OfficeTools, BookingRepository],
+) -> None:
+    call = await start(office)
+    await call.say("quiero una cita de pasaporte en Santiago el lunes a las diez")
+    await call.say("Rosa Jiménez")
+    reply = await call.say("Quiero una cita para el pasaporte.")
+    assert reply.startswith("Sí, le estoy haciendo la cita de pasaporte.")
+    assert call.awaiting == "cedula"
