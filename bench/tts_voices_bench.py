@@ -303,6 +303,21 @@ def candidate(name: str) -> Candidate:
     raise SystemExit(f"unknown voice {name!r}; known: {', '.join(CANDIDATES)} or pico:S:SLOW:VOL")
 
 
+def _cpu_s() -> float:
+    """CPU seconds of this process and its children (Pico synthesizes in a worker process)."""
+    import psutil
+
+    me = psutil.Process()
+    total = time.process_time()
+    for child in me.children(recursive=True):
+        try:
+            times = child.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
 def _rss_mb() -> float:
     import psutil
 
@@ -341,13 +356,13 @@ async def measure(
     tts = candidate.make()
     if warm:  # load models outside the timed part, as the server does at start-up
         await render(tts, "Listo.")
-    cpu0 = time.process_time()
+    cpu0 = _cpu_s()
     audios, firsts = [], []
     for text in phrases:
         audio, first = await render(tts, text)
         audios.append(audio)
         firsts.append(first)
-    cpu = time.process_time() - cpu0
+    cpu = _cpu_s() - cpu0
     rss = _rss_mb() - rss0
     audio_s = sum(len(a) for a in audios) / 2 / LINE_RATE
     hyps = []
@@ -368,19 +383,13 @@ async def measure(
 
 def make_stt() -> object:
     """Whisper base with the server's STT settings."""
+    from app.services import whisper_settings
     from app.settings import Settings
     from pipeline.model_files import ensure_whisper_model
     from pipeline.stt import WhisperSTT
 
     s = Settings()
-    return WhisperSTT(
-        ensure_whisper_model(s.whisper_dir),
-        language=s.stt_language,
-        prompt=s.stt_prompt,
-        beam_size=s.stt_beam_size,
-        cpu_threads=s.stt_cpu_threads,
-        temperatures=s.stt_temperatures,
-    )
+    return WhisperSTT(ensure_whisper_model(s.whisper_dir), **whisper_settings(s))
 
 
 def table(results: Sequence[Result]) -> str:

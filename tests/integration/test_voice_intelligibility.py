@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from app.providers import embedded_voice
+from app.services import whisper_settings
 from app.settings import Settings
 from bench.tts_voices_bench import PHRASES, normalize_for_wer, phone_path, wer
 from pipeline.engines import TextToSpeech
@@ -31,15 +32,7 @@ SAMPLE = [*PHRASES[::3], next(p for p in PHRASES if "809-" in p)]
 
 @pytest.fixture(scope="module")
 def listener(whisper_model_dir: Path) -> WhisperSTT:
-    s = Settings()
-    return WhisperSTT(
-        whisper_model_dir,
-        language=s.stt_language,
-        prompt=s.stt_prompt,
-        beam_size=s.stt_beam_size,
-        cpu_threads=s.stt_cpu_threads,
-        temperatures=s.stt_temperatures,
-    )
+    return WhisperSTT(whisper_model_dir, **whisper_settings(Settings()))
 
 
 async def heard(tts: TextToSpeech, stt: WhisperSTT, phrases: list[str]) -> list[str]:
