@@ -107,6 +107,10 @@ class SessionConfig:
     playback_grace_s: float = 2.0  # extra wait for mark echoes beyond the audio's own length
     live_final_timeout_s: float = 1.0  # live STT's final transcript, else batch STT takes over
     live_endpoint_min_silence_ms: int = 200  # a provider endpoint never cuts a caller mid-word
+    # Speech the recogniser found no words in: at least this long (padding included) and at
+    # most this many in a row reach the brain as an empty turn ("Disculpe, no le escuché").
+    unheard_min_audio_ms: int = 900
+    unheard_max_in_row: int = 2
 
 
 @dataclass
@@ -171,6 +175,7 @@ class CallSession:
         self._playout = PlayoutTracker()
         self._reply_task: asyncio.Task[None] | None = None
         self._reply_stage = "idle"  # idle | stt | brain | speaking
+        self._unheard_in_row = 0  # consecutive turns of speech without recognisable words
         self._reply_audio = b""  # the utterance the current reply answers (for carry-over)
         self._bot_turn: _BotTurn | None = None
         self._spec_task: asyncio.Task[Transcript] | None = None
@@ -519,8 +524,11 @@ class CallSession:
             text = transcript.text.strip()
             if not text:
                 self._log.info("no words recognised in %.1f s of audio", transcript.audio_s)
-                self._reply_stage = "idle"
-                return
+                if not self._may_answer_unheard(audio):
+                    self._reply_stage = "idle"
+                    return
+            else:
+                self._unheard_in_row = 0
         self._reply_stage = "brain"
         self._reply_audio = b""
         wall_end = _now()
@@ -533,7 +541,10 @@ class CallSession:
                 interrupted=False,
                 started_at=wall_end,
                 ended_at=wall_end,
-                timings={"audio_ms": len(audio) / 2 / self._cfg.sample_rate * 1000},
+                timings={
+                    "audio_ms": len(audio) / 2 / self._cfg.sample_rate * 1000,
+                    **({"unheard": 1.0} if not text and not dtmf else {}),
+                },
                 dtmf=dtmf,
             )
         )
@@ -550,6 +561,24 @@ class CallSession:
             self._log.exception("the brain failed")
             if self._bot_turn is None and not self._closed:
                 await self._speak(_single(TextChunk(SORRY_PROBLEM)), end_of_speech, timings)
+
+    def _may_answer_unheard(self, audio: bytes) -> bool:
+        """Whether a turn of speech without recognisable words goes to the brain.
+
+        A caller whose "Sí" is lost on a bad line must not be met with silence: a brain that
+        opts in (``answers_unheard``) says it did not hear and asks again, shorter. A short
+        blip (a cough, a click) is ignored, and after ``unheard_max_in_row`` such turns in a
+        row the session stays quiet, so line noise cannot make the bot talk in a loop.
+        """
+        if not getattr(self._engines.brain, "answers_unheard", False):
+            return False
+        audio_ms = len(audio) / 2 / self._cfg.sample_rate * 1000
+        if audio_ms < self._cfg.unheard_min_audio_ms:
+            return False
+        if self._unheard_in_row >= self._cfg.unheard_max_in_row:
+            return False
+        self._unheard_in_row += 1
+        return True
 
     async def _speak(
         self,

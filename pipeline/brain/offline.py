@@ -22,6 +22,9 @@ __all__ = ["OfflineBrain"]
 
 class OfflineBrain(OfflineDialogueBrain):
     name = "offline"
+    # Speech the recogniser found no words in is passed on as an empty turn, which the
+    # dialogue answers by asking its pending question again, shorter (see CallSession).
+    answers_unheard = True
 
     def __init__(
         self,

@@ -286,8 +286,29 @@ async def test_stt_failure_gets_a_spoken_apology_and_the_call_goes_on() -> None:
     await session.close("caller-hangup")
 
 
+async def test_speech_without_words_is_asked_again_but_never_in_a_loop() -> None:
+    """A "Sí" lost on a bad line must not be met with silence (spoken eval F17); line noise
+    must not make the bot talk on and on either."""
+    session, phone, recent, _, tts = make_session(stt=FixedSTT(text=""))
+    await session.start()
+    await until(lambda: len(turns(recent)) == 1)
+    for _ in range(2):
+        spoken = len(tts.spoken)
+        await feed(session, speech(900) + silence(500))
+        await until(lambda spoken=spoken: len(tts.spoken) > spoken)  # "¿Sigue ahí? …"
+        await until(lambda: session._reply_stage == "idle")
+    unheard = [t for t in turns(recent) if t.speaker == "caller"]
+    assert len(unheard) == 2 and all(t.timings.get("unheard") == 1.0 for t in unheard)
+    spoken = len(tts.spoken)
+    await feed(session, speech(900) + silence(500))
+    await asyncio.sleep(0.5)
+    assert len(tts.spoken) == spoken  # the third in a row gets no reply
+    await session.close("caller-hangup")
+
+
 @pytest.mark.parametrize("text", ["", "   "])
 async def test_no_words_recognised_means_no_reply(text: str) -> None:
+    """A short blip (a cough, a click) with no words is ignored."""
     session, phone, recent, _, tts = make_session(stt=FixedSTT(text=text))
     await session.start()
     await until(lambda: len(turns(recent)) == 1)
