@@ -135,3 +135,38 @@ async def test_hits_and_misses_are_counted_in_metrics() -> None:
     registry = metrics.registry
     assert registry.get_sample_value("taina_tts_cache_total", {"result": "hit"}) == 1
     assert registry.get_sample_value("taina_tts_cache_total", {"result": "miss"}) == 1
+
+
+class _Offline:
+    def fixed_phrases(self) -> list[str]:
+        return ["¿Para qué día y a qué hora le gustaría?", "Con gusto le ayudo con la cita."]
+
+    async def respond(self, *_a: object) -> None: ...
+
+
+class _Fallback:
+    """Shaped like FallbackBrain: the offline brain is its ``fallback``."""
+
+    def __init__(self) -> None:
+        self.primary = object()
+        self.fallback = _Offline()
+
+    async def respond(self, *_a: object) -> None: ...
+
+
+async def test_start_prerender_finds_the_wrapped_brains_phrases_and_pins_them() -> None:
+    from app.providers import fixed_phrases_of, start_prerender
+    from pipeline.providers.failover_tts import FailoverTTS
+
+    brain = _Fallback()
+    assert fixed_phrases_of(brain) == _Offline().fixed_phrases()
+    voice = CountingVoice()
+    cached = CachedTTS(voice)
+    chain = FailoverTTS([cached, EspeakTTS()])
+    task = start_prerender(chain, brain, [8000])
+    assert task is not None
+    assert await task == 2
+    calls = len(voice.calls)
+    got = b"".join([c async for c in chain.synthesize("Con gusto le ayudo con la cita.", 8000)])
+    assert got and len(voice.calls) == calls and cached.hits == 1
+    assert start_prerender(EspeakTTS(), brain, [8000]) is None  # nothing cached to fill
