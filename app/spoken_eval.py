@@ -92,6 +92,11 @@ class Ears:
     async def transcribe(self, pcm: bytes, rate: int) -> str:
         return (await self.stt.transcribe(normalize_level(pcm), rate)).text
 
+    def close(self) -> None:
+        close = getattr(self.stt, "close", None)
+        if close is not None:
+            close()
+
 
 def normalize_level(pcm: bytes, target_dbfs: float = -20.0) -> bytes:
     """Speech brought to ``target_dbfs`` RMS (measured over its louder part), clipped."""
@@ -299,7 +304,8 @@ async def run_eval(cfg: EvalConfig, progress: Callable[[str], None] = print) -> 
 
         calls = await asyncio.gather(*(one(i, s) for i, s in enumerate(cfg.scenarios)))
     finally:
-        ears.close()
+        with contextlib.suppress(Exception):
+            ears.close()
         if server_proc is not None:
             log_tail = server_proc.log_tail()
             if cfg.keep is not None:
