@@ -300,7 +300,11 @@ async def run_eval(cfg: EvalConfig, progress: Callable[[str], None] = print) -> 
 
         async def one(i: int, s: Scenario) -> dict[str, Any]:
             async with sem:
-                return await run_scenario(s, cfg, server, ears, today, i, cache_dir, progress)
+                row = await run_scenario(s, cfg, server, ears, today, i, cache_dir, progress)
+            if cfg.keep is not None:  # each call as it ends: a crash later loses nothing
+                with (cfg.keep / "calls.jsonl").open("a", encoding="utf-8") as f:
+                    f.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+            return row
 
         calls = await asyncio.gather(*(one(i, s) for i, s in enumerate(cfg.scenarios)))
     finally:
