@@ -31,10 +31,11 @@ CI_SUBSET = (
 )
 
 
+@pytest.mark.timeout(900)  # about 6 minutes on 2 idle cores; whole calls at real time
 def test_ci_subset_of_spoken_calls_succeeds() -> None:
     scenarios = select(load_scenarios(), ",".join(CI_SUBSET))
     assert [s.id for s in scenarios] == list(CI_SUBSET)
-    report = asyncio.run(run_eval(EvalConfig(scenarios=scenarios, concurrency=2), lambda _: None))
+    report = asyncio.run(run_eval(EvalConfig(scenarios=scenarios, concurrency=3), lambda _: None))
     table = format_table(report["calls"], report["summary"])
     failed = [c["id"] for c in report["calls"] if not c["ok"]]
     assert not failed, f"scenarios failed: {failed}\n{table}"
