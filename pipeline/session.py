@@ -107,9 +107,10 @@ class SessionConfig:
     playback_grace_s: float = 2.0  # extra wait for mark echoes beyond the audio's own length
     live_final_timeout_s: float = 1.0  # live STT's final transcript, else batch STT takes over
     live_endpoint_min_silence_ms: int = 200  # a provider endpoint never cuts a caller mid-word
-    # Speech the recogniser found no words in: at least this long (padding included) and at
-    # most this many in a row reach the brain as an empty turn ("Disculpe, no le escuché").
-    unheard_min_audio_ms: int = 900
+    # Speech the recogniser found no words in: at least this long (without the padding; a
+    # lone "Sí." is about 250 ms) and at most this many in a row reach the brain as an empty
+    # turn ("Disculpe, no le escuché").
+    unheard_min_speech_ms: int = 200
     unheard_max_in_row: int = 2
 
 
@@ -567,13 +568,13 @@ class CallSession:
 
         A caller whose "Sí" is lost on a bad line must not be met with silence: a brain that
         opts in (``answers_unheard``) says it did not hear and asks again, shorter. A short
-        blip (a cough, a click) is ignored, and after ``unheard_max_in_row`` such turns in a
+        blip (a click) is ignored, and after ``unheard_max_in_row`` such turns in a
         row the session stays quiet, so line noise cannot make the bot talk in a loop.
         """
         if not getattr(self._engines.brain, "answers_unheard", False):
             return False
-        audio_ms = len(audio) / 2 / self._cfg.sample_rate * 1000
-        if audio_ms < self._cfg.unheard_min_audio_ms:
+        speech_ms = len(audio) / 2 / self._cfg.sample_rate * 1000 - 2 * self._cfg.speech_pad_ms
+        if speech_ms < self._cfg.unheard_min_speech_ms:
             return False
         if self._unheard_in_row >= self._cfg.unheard_max_in_row:
             return False
