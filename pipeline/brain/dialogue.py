@@ -44,6 +44,7 @@ from pipeline.brain.dialogue_confirm import CONFIRM_STEPS, ConfirmHandler
 from pipeline.brain.dialogue_facts import (
     absorb,
     capture_personal,
+    restates_booking,
     starts_booking_by_date,
     starts_booking_by_details,
 )
@@ -245,6 +246,13 @@ class OfflineDialogueBrain:
             absorb(kit, t, service=True)
             t.say(phrases.BOOKING_START)
             await kit.advance(t)
+            return
+        if restates_booking(kit, t):
+            t.progress = True
+            service = kit.catalog.service(st.draft.service)
+            if service is not None:
+                t.say(phrases.booking_under_way(service.spoken))
+            t.say(t.pending_question())
             return
         if st.task and st.awaiting and not asks_question(t.norm, t.raw):
             # A garbled answer on a bad line ("el toxi molaume") is not a question for the

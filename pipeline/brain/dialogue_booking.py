@@ -27,6 +27,12 @@ BOOKING_STEPS = frozenset(
     {"service", "office", "when", "name", "surname", "cedula", "phone", "phone_confirm"}
 )
 _MINOR = re.compile(r"\b(?:menor|mi hij[oa]|el nino|la nina|no tiene cedula|no tengo cedula)\b")
+# "¿Le llamamos a ese mismo número?" answered by naming it ("a ese mismo", "al mismo", "ahí
+# mismo", "a este número"; on the line "Para ese mismo", "RIS, mismo") or another one.
+_SAME_NUMBER = re.compile(
+    r"\b(?:mism[oa]|(?:a|al|en)\s+(?:ese|este|esa|esta)\b|(?:ese|este)\s+numero|ahi|alli)\b"
+)
+_OTHER_NUMBER = re.compile(r"\b(?:otro|otra|diferente|distinto)\b")
 _NOT_A_NAME = re.compile(r"^(?:en|para|el|la|los|las|a|al|mejor|no|por)\b")
 _BEFORE_NUMBERS = re.compile(r"\d|\b(?:c[eé]dula|tel[eé]fono|n[uú]mero)\b", re.IGNORECASE)
 _NO_PHONE = re.compile(r"\b(?:no tengo|ninguno|sin telefono|no hace falta|no importa)\b")
@@ -250,6 +256,8 @@ class BookingHandler:
     async def _fill_phone(self, t: Turn, step: str) -> bool:
         st, d = t.st, t.st.draft
         yes = t.yes
+        if step == "phone_confirm" and t.forced_yes is None:
+            yes = same_number_answer(t.norm, yes)
         if step == "phone_confirm":
             digits = extract_phone_digits(t.raw, "" if t.forced_yes is not None else t.dtmf)
             if len(digits) == 10:
@@ -367,3 +375,13 @@ class BookingHandler:
             return
         d.clear_time()
         await self.kit.advance(t)
+
+
+def same_number_answer(norm: str, yes: bool | None) -> bool | None:
+    """The answer to "¿a ese mismo número?": another number is a no even after "sí" ("sí, a
+    otro"); naming the same one is a yes even after a filler "no" ("no, al mismo")."""
+    if _OTHER_NUMBER.search(norm) and not _SAME_NUMBER.search(norm):
+        return False
+    if _SAME_NUMBER.search(norm) and not _OTHER_NUMBER.search(norm):
+        return True
+    return yes

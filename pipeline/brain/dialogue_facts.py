@@ -193,6 +193,33 @@ def starts_booking_by_details(kit: Kit, t: Turn) -> bool:
     return bool(kit.catalog.find_offices(t.norm) or has_when or SOONEST.search(t.norm))
 
 
+# A booking asked for again in other words ("necesito un casita para sacar la cédula"): a
+# verb or noun of booking. A real question about the service has a question word (a "que"
+# only near the start: "les digo que necesito…" is no question).
+_BOOKING_WORDS = re.compile(
+    r"\b(?:cita|citas|casita|sita|turno|sacar|sacarme|saco|hacer|hacerme|renovar|renovarla|"
+    r"renovacion|tramitar|agendar|reservar|programar|solicitar)\b"
+)
+_REAL_QUESTION = re.compile(
+    r"^(?:\w+\s+)?que\b|\b(?:cual|cuales|cuanto|cuanta|cuantos|cuantas|cuando|como|donde|"
+    r"requisitos?|documentos?|papeles|cuesta|precio|costo|informacion|saber|se puede|hay que|"
+    r"llevar|traer|horario)\b"
+)
+
+
+def restates_booking(kit: Kit, t: Turn) -> bool:
+    """While a booking is under way and a question is pending, a sentence with a booking
+    word and the same service is the request said again (the caller lost track), not a
+    question for the knowledge base: "necesito un casita para sacar la cédula por primera vez"
+    must not be answered with the cédula's requirements."""
+    st = t.st
+    if st.task != "book" or not st.awaiting or not st.draft.service or "?" in t.raw:
+        return False
+    if not _BOOKING_WORDS.search(t.norm) or _REAL_QUESTION.search(t.norm):
+        return False
+    return st.draft.service in kit.catalog.find_services(t.norm)
+
+
 def bare_when(kit: Kit, t: Turn) -> When | None:
     """The date or time an utterance consists of, allowing one unknown (misheard) word;
     None when it says more than a date ("abren el sábado" is a question)."""

@@ -125,15 +125,23 @@ class MenuHandler:
             st.told_no_agent = True
             t.say(phrases.NO_AGENT)
         t.say(self.contact(t))
-        if st.awaiting:
-            st.step_misses.pop(st.awaiting, None)
         lost = reason == "misunderstanding"
+        if st.awaiting:
+            if lost:
+                # The re-ask ladder goes on from where it was, it does not start over: the
+                # next miss moves on (a second dead end ends the task politely).
+                st.step_misses[st.awaiting] = self.kit.max_misses - 1
+            else:
+                st.step_misses.pop(st.awaiting, None)
         if st.task and st.awaiting and not (lost and st.handovers):
             # The booking is not dropped: the caller may still give the answer (the line
             # may clear up); a second dead end on a task ends it.
             st.handovers += lost
             t.say(phrases.KEEP_HELPING)
-            t.say(phrases.SHORT_QUESTIONS.get(st.awaiting) or st.resume_prompt)
+            if lost:  # the keypad or the choices, never the question already asked twice
+                t.say(self.kit.recovery.last_try(t, st.awaiting))
+            else:
+                t.say(phrases.SHORT_QUESTIONS.get(st.awaiting) or st.resume_prompt)
             return
         if st.task:
             st.finish()

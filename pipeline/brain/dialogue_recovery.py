@@ -122,6 +122,27 @@ class RecoveryHandler:
         else:
             t.say(st.resume_prompt or phrases.HOW_CAN_I_HELP)
 
+    def last_try(self, t: Turn, step: str) -> str:
+        """The question once more after the dead-end notice: in the form the caller can key
+        or pick from (the keypad, the menu of choices), not the words already heard twice."""
+        st = t.st
+        if step in _KEYPAD:
+            return _KEYPAD[step]
+        if step in _YES_NO:
+            return phrases.PRESS_YES_NO
+        if st.choices and step in ("service", "office", "clarify"):
+            lead = {"service": "para ", "office": "en "}.get(step, "")
+            return phrases.choices_menu(self._choice_labels(t, step), lead)
+        return phrases.SHORT_QUESTIONS.get(step) or st.resume_prompt or phrases.HOW_CAN_I_HELP
+
+    def _choice_labels(self, t: Turn, step: str) -> list[str]:
+        catalog = self.kit.catalog
+        if step == "service":
+            return phrases.service_labels(catalog)
+        if step == "office":
+            return phrases.office_labels(catalog, t.st.choices)
+        return list(t.st.choices)
+
     async def _move_on(self, t: Turn, step: str) -> None:
         """A third miss: carry on without this answer where the task allows it."""
         st, d = t.st, t.st.draft

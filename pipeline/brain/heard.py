@@ -443,6 +443,46 @@ def _short_date_answer(text: str, vocab: Vocabulary) -> str:
     return "".join(out)
 
 
+# "Para mañana" over a phone line: "Irla Magiana", "Vila Magiana", "Irramaniana". A word that
+# sounds like "mañana" in a short answer to "¿qué día?" is that word; the date parser then
+# reads it as tomorrow, or as the morning after "en/por/de la" (which is what was said then).
+_TOMORROW = "mañana"
+_TOMORROW_KEY = phonetic_key(_TOMORROW)  # "maniana"
+_TOMORROW_CUTOFF = 80.0
+_TOMORROW_MAX_WORDS = 6
+_NOT_TOMORROW = frozenset(normalize(w) for w in "manzana semana mañanas mañanita banana".split())
+
+
+def _sounds_like_tomorrow(norm: str) -> bool:
+    if norm in _NOT_TOMORROW or norm in _PROTECTED or len(norm) < 5:
+        return False
+    key = phonetic_key(norm)
+    return max(fuzz.ratio(key, _TOMORROW_KEY), fuzz.ratio(_voiceless(key), "maniana")) >= (
+        _TOMORROW_CUTOFF
+    )
+
+
+def _tomorrow_soundalike(text: str) -> str:
+    """ "Irla Magiana" → "Irla mañana"; a word glued to it ("Irramaniana") is split off."""
+    matches = list(_TOKEN.finditer(text))
+    if not matches or len(matches) > _TOMORROW_MAX_WORDS:
+        return text
+    for m in reversed(matches):  # from the end: earlier spans stay valid
+        norm = normalize(m.group(0))
+        if norm == "manana":
+            continue
+        if _sounds_like_tomorrow(norm):
+            text = text[: m.start()] + _cased(_TOMORROW, m.group(0)) + text[m.end() :]
+            continue
+        if len(norm) >= 8 and m is matches[-1] and len(norm) == len(m.group(0)):
+            for size in (7, 6, 8):  # "irra" + "maniana" / "manana" / "mañiana"
+                if len(norm) - size >= 2 and _sounds_like_tomorrow(norm[-size:]):
+                    head = m.group(0)[:-size]
+                    text = f"{text[: m.start()]}{head} {_TOMORROW}{text[m.end() :]}"
+                    break
+    return text
+
+
 # "Santo Domingo Este" over a phone line: "Santo Domingo, es sí", "tanto domingo es".
 _ESTE_HEARD = re.compile(
     r"(?i)\b(santo\s+domingo)[\s,.]+es(?:[\s,.]+(?:s[ií]|te|ti|tes)(?![\wáéíóúñ])|(?=[\s,.]*$))"
@@ -683,7 +723,7 @@ def repair_transcript(text: str, catalog: Catalog, expect: str | None = None) ->
     repaired = _service_soundalikes(text, expect)
     repaired = repair_words(repaired, vocab, expect)
     if expect == "date":
-        repaired = _short_date_answer(repaired, vocab)
+        repaired = _short_date_answer(_tomorrow_soundalike(repaired), vocab)
     if expect == "office":
         repaired = _office_phrases(repaired, catalog)
     if expect in _DIGIT_EXPECTS:

@@ -226,8 +226,8 @@ async def test_a_third_miss_without_a_sensible_default_hands_over_or_gives_the_p
     assert not alone.transferred and not alone.ended
     assert "ocho cero nueve" in reply and "Le comunico" not in " ".join(alone.replies)
     assert alone.awaiting == "service"  # the booking goes on: the line may clear up
-    for _ in range(3):
-        reply = await alone.say("ajá")
+    assert "Marque 1" in reply  # with the choices, not the question heard twice already
+    reply = await alone.say("ajá")  # the ladder goes on from where it was: no restart
     assert alone.awaiting == "anything_else" and "ocho cero nueve" in reply  # a second dead end
     assert alone.ctx.state[STATE_KEY].task is None and phrases.NO_AGENT not in reply
 
@@ -649,3 +649,103 @@ async def test_the_request_said_again_mid_booking_says_where_we_are(
     reply = await call.say("Quiero una cita para el pasaporte.")
     assert reply.startswith("Sí, le estoy haciendo la cita de pasaporte.")
     assert call.awaiting == "cedula"
+
+
+# --- spoken evaluation failures (general fixes) ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("answer", "same"),
+    [
+        ("C-A-S-E-Mismo", True),
+        ("Para ese mismo", True),
+        ("RIS, mismo", True),
+        ("Sí, a este número", True),
+        ("ahí mismo", True),
+        ("al mismo", True),
+        ("a otro", False),
+        ("Sí, a otro número", False),
+    ],
+)
+async def test_naming_the_same_number_answers_the_phone_question(
+    office: tuple[OfficeTools, BookingRepository], answer: str, same: bool
+) -> None:
+    call = await start(office)
+    await call.say("cita de cédula en Santiago el lunes a las diez")
+    await call.say("Juan Pérez")
+    await call.say(CEDULA)
+    assert call.awaiting == "phone_confirm"
+    reply = await call.say(answer)
+    if same:
+        assert call.awaiting == "confirm_booking", reply
+        assert call.ctx.state[STATE_KEY].draft.phone == "+18095551234"
+    else:
+        assert call.awaiting == "phone" and reply == phrases.ASK_PHONE
+
+
+async def test_a_date_heard_as_a_soundalike_of_manana_is_tomorrow(
+    office: tuple[OfficeTools, BookingRepository],
+) -> None:
+    call = await start(office)
+    await call.say("quiero una cita de pasaporte en Santiago")
+    assert call.awaiting == "when"
+    reply = await call.say("Irla Magiana")
+    assert "domingo 22" in reply or "lunes 23" in reply, reply  # tomorrow is a Sunday
+    assert call.awaiting != "when"
+
+
+async def test_never_the_same_question_a_third_time_across_the_dead_end(
+    office: tuple[OfficeTools, BookingRepository],
+) -> None:
+    call = await start(office, can_transfer=False)
+    await call.say("cita de cédula en Santiago el lunes a las diez")
+    await call.say("Juan Pérez")
+    assert call.awaiting == "cedula"
+    for _ in range(6):
+        reply = await call.say("el toxi molaume")
+        # Every turn leaves a way forward: the keypad, or the call moves on politely.
+        assert call.awaiting in ("cedula", "anything_else"), reply
+        if call.awaiting == "cedula":
+            assert "?" in reply or "teclado" in reply, reply
+    asked = [s for r in call.replies for s in phrases.sentences(r)]
+    cedula_asks = [s for s in asked if "cédula" in s and ("?" in s or "teclado" in s)]
+    assert all(cedula_asks.count(s) < 3 for s in cedula_asks), cedula_asks
+    assert len(cedula_asks) <= 4, cedula_asks
+    notice = next(i for i, r in enumerate(call.replies) if phrases.NO_AGENT in r)
+    after_notice = " ".join(call.replies[notice:])
+    assert phrases.SHORT_QUESTIONS["cedula"] not in after_notice, after_notice
+    assert phrases.PRESS_CEDULA in call.replies[notice]  # the way forward: the keypad
+    questions = call.questions()
+    assert all(questions.count(q) < 3 for q in questions), questions
+    assert not call.transferred
+
+
+@pytest.mark.parametrize(
+    "restated",
+    [
+        "Quiero una cita para sacar la cédula por primera vez",
+        "Les diga que necesito un casita para sacar la cédula por primera vez",
+        "es para renovar la cédula",
+    ],
+)
+async def test_a_restated_booking_request_mid_booking_is_not_a_question(
+    office: tuple[OfficeTools, BookingRepository], restated: str
+) -> None:
+    call = await start(office)
+    await call.say("cita de cédula en Santiago el lunes a las diez")
+    await call.say("Juan Pérez")
+    assert call.awaiting == "cedula"
+    reply = await call.say(restated)
+    assert "Necesita" not in reply and "acta de nacimiento" not in reply, reply
+    assert reply.startswith(phrases.booking_under_way("cédula")), reply
+    assert call.awaiting == "cedula" and "cédula" in reply, reply
+
+
+async def test_a_real_question_about_the_service_mid_booking_is_still_answered(
+    office: tuple[OfficeTools, BookingRepository],
+) -> None:
+    call = await start(office)
+    await call.say("cita de cédula en Santiago el lunes a las diez")
+    await call.say("Juan Pérez")
+    reply = await call.say("¿Qué necesito para sacar la cédula por primera vez?")
+    assert "acta de nacimiento" in reply and call.awaiting == "cedula", reply

@@ -415,3 +415,37 @@ def test_booking_codes_survive_the_code_repair(said: str) -> None:
 def test_thousands_said_as_words() -> None:
     assert spoken_digits("dos mil veinticinco") == "2025"
     assert _fix("dos mil", "code") == "2000"
+
+
+# --- "mañana" over the phone line ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("heard", "expected"),
+    [
+        ("Irla Magiana", "Irla mañana"),
+        ("Vila Magiana", "Vila mañana"),
+        ("Para manana", "Para mañana"),
+        ("mañiana", "mañana"),
+        ("pasado magiana", "pasado mañana"),
+        ("en la magiana", "en la mañana"),  # the morning: the date parser reads it so
+        ("Irra maniana", "Irra mañana"),
+    ],
+)
+def test_a_soundalike_of_manana_is_manana_when_a_day_is_expected(heard: str, expected: str) -> None:
+    assert normalize(_fix(heard, "date")) == normalize(expected)
+
+
+def test_a_word_glued_to_manana_is_split_off() -> None:
+    assert normalize(_fix("Irramañana", "date")).endswith("mañana")
+    assert normalize(_fix("Irramaniana", "date")).endswith("mañana")
+
+
+@pytest.mark.parametrize("said", ["manzana", "la semana que viene", "el martes", "Magia"])
+def test_other_words_are_not_manana(said: str) -> None:
+    assert _fix(said, "date") == said
+
+
+def test_manana_soundalikes_only_when_a_day_is_expected() -> None:
+    assert _fix("Irla Magiana", None) == "Irla Magiana"
+    assert _fix("Irla Magiana", "office") == "Irla Magiana"
