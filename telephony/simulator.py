@@ -1126,6 +1126,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--dtmf", dest="steps", metavar="DÍGITOS", action=_step_action("dtmf"),
         help="teclas marcadas (p. ej. 12#), en su posición entre --say/--wav",
     )  # fmt: skip
+    parser.add_argument(
+        "--voice", metavar="VOZ", default=None,
+        help="voz del llamante para --say (p. ej. pico-es, kokoro-jm-kumo, espeak-419-denis; "
+        "por omisión la voz eSpeak del simulador)",
+    )  # fmt: skip
     parser.add_argument("--out", metavar="ARCHIVO.wav", help="grabación estéreo de la llamada")
     parser.add_argument(
         "--barge-in-ms", type=int, metavar="MS",
@@ -1155,11 +1160,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="resultado en JSON")
 
 
+def voiced_steps(steps: list[Step], voice: str | None) -> list[Step]:
+    """``--say`` steps pre-rendered with a caller voice of ``telephony.caller_voices``
+    (the simulator's own eSpeak voice when ``voice`` is None)."""
+    if not voice:
+        return steps
+    from telephony.caller_voices import get_voice, render
+
+    try:
+        get_voice(voice)
+    except KeyError as exc:
+        raise SystemExit(f"--voice: {exc.args[0]}") from None
+    out = []
+    for step in steps:
+        if step.kind == "say" and step.audio is None:
+            ulaw = trim_silence(
+                pcm16_to_ulaw8k(render(voice, step.value, SAMPLE_RATE), SAMPLE_RATE)
+            )
+            step = dataclasses.replace(step, audio=ulaw)
+        out.append(step)
+    return out
+
+
 def options_from_args(args: argparse.Namespace) -> CallOptions:
     quiet = bool(getattr(args, "json", False))
     return CallOptions(
         server=args.server,
-        steps=list(getattr(args, "steps", None) or []),
+        steps=voiced_steps(list(getattr(args, "steps", None) or []), getattr(args, "voice", None)),
         out=args.out,
         barge_in_ms=args.barge_in_ms,
         auth_token=args.auth_token or os.environ.get("TWILIO_AUTH_TOKEN") or None,

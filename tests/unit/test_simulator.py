@@ -623,3 +623,15 @@ async def test_bot_hanging_up_ends_the_call(fake: FakeTaina, burst_wav: str) -> 
 async def test_unreachable_server_is_an_error() -> None:
     result = await run_call(fast("http://127.0.0.1:9", says=[], timeout_s=1.0))
     assert result.exit_code == EXIT_ERROR and result.error
+
+
+def test_say_steps_can_be_voiced_by_a_caller_voice() -> None:
+    from telephony.simulator import voiced_steps
+
+    steps = [Step("say", "Quiero una cita."), Step("dtmf", "1")]
+    assert voiced_steps(steps, None) == steps
+    voiced = voiced_steps(steps, "pico-es")
+    assert voiced[0].audio and len(voiced[0].audio) > 4000  # > 0.5 s of 8 kHz mu-law
+    assert voiced[1].audio is None
+    with pytest.raises(SystemExit, match="unknown caller voice"):
+        voiced_steps(steps, "no-such-voice")
