@@ -56,7 +56,7 @@ from pipeline.brain.dialogue_slots import SLOT_STEPS, SlotsHandler
 from pipeline.brain.dialogue_state import DialogueState
 from pipeline.brain.heard import repair_transcript
 from pipeline.brain.intents import Intent, asks_question, detect_intent, is_only_thanks
-from pipeline.brain.spanish_text import is_affirmative
+from pipeline.brain.spanish_text import is_affirmative, normalize
 from pipeline.brain.spoken import parse_booking_code
 from pipeline.brain.tools import Tools
 
@@ -67,6 +67,15 @@ _GREETING_ONLY = re.compile(
     r"^(?:(?:hola|alo|aló|buenas|buenos|buenas tardes|buenos dias|buenas noches|dias|tardes|"
     r"noches|que tal|como esta|como estas|saludos|senorita|señorita|oiga|mire)\s*)+$"
 )
+# "Buenas, es para una cita…" heard as "Lunes, es para una cita…": a weekday alone before a
+# pause, opening the call's first utterance, with a booking request after it, is a greeting.
+_OPENING_WEEKDAY = re.compile(
+    r"^\s*(?:lunes|martes|mi[eé]rcoles|jueves|viernes|s[aá]bado|domingo)\s*[,.]\s*(?P<rest>.+)$",
+    re.IGNORECASE | re.DOTALL,
+)
+_BOOKING_REQUEST = re.compile(r"\b(?:cita|citas|turno|reservar|agendar|sacar|renovar)\b")
+# "Lunes, a las diez…": the weekday goes with a time, so it is a date after all.
+_TIME_NEXT = re.compile(r"^(?:a las|a la|en la|por la|de la|temprano|tempranito|\d)")
 _DONE = object()
 # Questions where "sí, adiós" style answers are a yes, not a goodbye.
 _FINAL_STEPS = frozenset(
@@ -143,6 +152,8 @@ class OfflineDialogueBrain:
     async def respond(self, ctx: CallContext, user: UserInput) -> AsyncIterator[BrainOutput]:
         state = DialogueState.of(ctx)
         text = user.text or ""
+        if state.turns == 0:
+            text = _drop_opening_weekday(text)
         if text.strip() and self._kit.catalog.services:
             text = repair_transcript(text, self._kit.catalog, _EXPECT.get(state.awaiting or ""))
         turn = Turn(ctx, state, text, user.dtmf or "")
@@ -345,3 +356,16 @@ class OfflineDialogueBrain:
                 return True
         await kit.advance(t)
         return True
+
+
+def _drop_opening_weekday(text: str) -> str:
+    """The first utterance without a weekday that is probably a misheard greeting: asking
+    "¿Para qué día?" costs one turn, booking a day never said costs the appointment."""
+    m = _OPENING_WEEKDAY.match(text)
+    if m is None:
+        return text
+    rest = m.group("rest")
+    said = normalize(rest)
+    if not _BOOKING_REQUEST.search(said) or len(rest.split()) < 3 or _TIME_NEXT.match(said):
+        return text
+    return rest

@@ -749,3 +749,18 @@ async def test_a_real_question_about_the_service_mid_booking_is_still_answered(
     await call.say("Juan Pérez")
     reply = await call.say("¿Qué necesito para sacar la cédula por primera vez?")
     assert "acta de nacimiento" in reply and call.awaiting == "cedula", reply
+
+
+async def test_a_weekday_opening_the_call_before_a_request_is_a_misheard_greeting(
+    office: tuple[OfficeTools, BookingRepository],
+) -> None:
+    call = await start(office)
+    reply = await call.say("Lunes, es para una cita de pasaporte en Santiago.")
+    assert call.awaiting == "when" and "lunes" not in reply.lower(), reply
+    later = await start(office)
+    await later.say("quiero una cita de pasaporte en Santiago")
+    reply = await later.say("Lunes, es para una cita de pasaporte.")  # not the first turn
+    assert later.awaiting != "when" and "lunes" in reply, reply
+    said = await start(office)
+    reply = await said.say("Lunes, a las diez, una cita de pasaporte en Santiago")
+    assert said.awaiting != "when", reply  # a weekday with a time is a date: kept
