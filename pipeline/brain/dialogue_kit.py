@@ -38,12 +38,20 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("taina.brain.offline")
 
-__all__ = ["GOALS", "SHORT_AGAIN", "Kit", "Turn"]
+__all__ = ["GOALS", "KEYPAD_FORMS", "SHORT_AGAIN", "Kit", "Turn"]
 
 GOALS = frozenset({"book", "reschedule", "cancel", "find"})
 # Questions asked again in their short form after a digression (a read-back or a list of
 # times is said whole: the caller needs it).
 SHORT_AGAIN = frozenset({"service", "office", "when", "name", "cedula", "phone"})
+# A number's question already said twice in the call (after digressions: "gracias", a greeting,
+# the request said again): the third time it is the keypad, in words not yet said twice.
+KEYPAD_FORMS = {
+    "cedula": (phrases.PRESS_CEDULA, phrases.PRESS_CEDULA_AGAIN),
+    "lookup_cedula": (phrases.PRESS_CEDULA, phrases.PRESS_CEDULA_AGAIN),
+    "code_or_cedula": (phrases.PRESS_CODE_OR_CEDULA, phrases.PRESS_CEDULA_AGAIN),
+    "phone": (phrases.PRESS_PHONE, phrases.PRESS_PHONE_AGAIN),
+}
 # How Whisper writes a short "sí" said alone on a phone line.
 _MISHEARD_YES = frozenset({"c", "ce", "si si", "sii", "see"})
 _PLACE_NAMES = re.compile(r"\bsanto domingo\b|\bavenida 27 de febrero\b")
@@ -131,6 +139,9 @@ class Turn:
         text = text.strip()
         if text:
             self.said.append(text)
+            counts = self.st.said_count
+            for sentence in {*_question_sentences(text), text}:
+                counts[sentence] = counts.get(sentence, 0) + 1
             self.queue.put_nowait(TextChunk(text + " "))
 
     def ask(self, text: str, *, resume: bool = True, short: str | None = None) -> None:
@@ -141,7 +152,9 @@ class Turn:
         short = short or phrases.SHORT_QUESTIONS.get(self.st.awaiting or "")
         asked = self.st.asked
         if resume and short and asked.get(text):
-            self.say(short)
+            step = self.st.awaiting or ""
+            twice = self.times_said(short) >= 2 and step in KEYPAD_FORMS
+            self.say(self.keypad_prompt(step) if twice else short)
             self.st.resume_prompt = text
             return
         self.say(text)
@@ -151,9 +164,22 @@ class Turn:
 
     def pending_question(self) -> str:
         """The question still open, to come back to: short when it has a short form."""
-        if self.st.awaiting in SHORT_AGAIN:
-            return phrases.SHORT_QUESTIONS[self.st.awaiting or ""]
+        step = self.st.awaiting or ""
+        if step in SHORT_AGAIN:
+            short = phrases.SHORT_QUESTIONS[step]
+            if self.times_said(short) >= 2 and step in KEYPAD_FORMS:
+                return self.keypad_prompt(step)
+            return short
         return self.st.resume_prompt
+
+    def keypad_prompt(self, step: str) -> str:
+        """The keypad offer for a number, in the wording said least often so far."""
+        forms = KEYPAD_FORMS[step]
+        return min(forms, key=self.times_said)
+
+    def times_said(self, question: str) -> int:
+        """How often this question was said in the call (any turn, any reason)."""
+        return self.st.said_count.get(question, 0)
 
     def emit(self, out: BrainOutput) -> None:
         self.acted = self.acted or isinstance(out, EndCall | Transfer)
@@ -276,3 +302,10 @@ class Kit:
     def service_name(self, row: dict[str, Any]) -> str:
         service = self.catalog.service(row.get("service"))
         return service.spoken if service else str(row.get("service_name", "")).lower()
+
+
+def _question_sentences(text: str) -> list[str]:
+    """What a reply asks, to count: each "¿…?" in it, and the reply itself when it is one
+    sentence ("Puede marcar su cédula en el teclado…")."""
+    questions = re.findall(r"¿[^?¿]*\?", text)
+    return questions if text not in questions else [text]

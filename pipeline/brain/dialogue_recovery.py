@@ -11,7 +11,7 @@ when nothing sensible is left, offers a person or the office's phone.
 from __future__ import annotations
 
 from pipeline.brain import phrases
-from pipeline.brain.dialogue_kit import Kit, Turn
+from pipeline.brain.dialogue_kit import KEYPAD_FORMS, Kit, Turn
 from pipeline.brain.names import name_as_heard
 
 __all__ = ["RecoveryHandler"]
@@ -64,7 +64,8 @@ class RecoveryHandler:
             await self._move_on(t, step)
             return
         t.say(lead)
-        if misses == 1:
+        short = phrases.SHORT_QUESTIONS.get(step, "")
+        if misses == 1 and not (short and t.times_said(short) >= 2):
             self._ask_shorter(t, step)
         else:
             await self._offer_choices(t, step)
@@ -114,6 +115,8 @@ class RecoveryHandler:
         elif step == "clarify" and st.clarify:
             st.choices = list(st.clarify["options"])
             t.say(phrases.choices_menu(st.choices))
+        elif step in KEYPAD_FORMS:
+            t.say(t.keypad_prompt(step))
         elif step in _KEYPAD:
             t.say(_KEYPAD[step])
         elif step in _YES_NO:
@@ -126,6 +129,8 @@ class RecoveryHandler:
         """The question once more after the dead-end notice: in the form the caller can key
         or pick from (the keypad, the menu of choices), not the words already heard twice."""
         st = t.st
+        if step in KEYPAD_FORMS:
+            return t.keypad_prompt(step)
         if step in _KEYPAD:
             return _KEYPAD[step]
         if step in _YES_NO:

@@ -61,6 +61,7 @@ class DialogueState:
     handovers: int = 0  # dead ends in the task under way, without an agent to take over
     asked: dict[str, int] = field(default_factory=dict)  # questions said, for the short form
     turns: int = 0
+    said_count: dict[str, int] = field(default_factory=dict)  # each sentence said, whole call
     last_prompt: str = ""  # what to repeat on "¿cómo?"
     resume_prompt: str = ""  # the pending question, to come back to after a digression
     last_booking: dict[str, Any] | None = None

@@ -141,6 +141,9 @@ CEDULA_AGAIN_FULL = "¿Me repite la cédula completa, por favor? Son once dígit
 PRESS_CEDULA = "Puede marcar su cédula en el teclado: los once dígitos."
 PRESS_PHONE = "Puede marcar el número en el teclado, con el código de área."
 PRESS_CODE_OR_CEDULA = "Puede marcar su cédula en el teclado: los once dígitos."
+# The keypad offered once more in other words: the same sentence is never heard three times.
+PRESS_CEDULA_AGAIN = "Si le resulta más fácil, marque los once dígitos de su cédula."
+PRESS_PHONE_AGAIN = "Si le resulta más fácil, marque los diez dígitos del teléfono."
 SAY_NAME_SLOWLY = "Dígame solo su nombre y su apellido, despacio, por favor."
 PRESS_SLOT = "Diga la primera, la segunda o la tercera, o marque 1, 2 o 3."
 FIRST_FREE_SLOTS = "Le digo los primeros horarios libres."
