@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import logging
-import os
 import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +20,8 @@ from typing import Any
 
 import numpy as np
 import soxr
+
+from pipeline.process_engine import ProcessEngine
 
 log = logging.getLogger(__name__)
 
@@ -225,8 +226,7 @@ class _EspeakEngine:
         return self.sample_rate
 
 
-_engine: _EspeakEngine | None = None
-_engine_lock = threading.Lock()
+_engine: ProcessEngine[_EspeakEngine] = ProcessEngine()
 _library_initialized = False
 
 
@@ -236,21 +236,7 @@ def _mark_library_initialized() -> None:
 
 
 def _get_engine() -> _EspeakEngine:
-    global _engine
-    with _engine_lock:
-        if _engine is None:
-            _engine = _EspeakEngine()
-        return _engine
-
-
-def _forget_engine_after_fork() -> None:
-    """A forked child inherits the engine but not its worker thread: start afresh."""
-    global _engine, _engine_lock
-    _engine = None
-    _engine_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_engine_after_fork)
+    return _engine.get(_EspeakEngine)
 
 
 def split_for_synthesis(text: str, max_chars: int = _MAX_PIECE_CHARS) -> list[str]:

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.process_engine import ProcessEngine
 from pipeline.speech_format import spoken_text
 from pipeline.tts import split_for_synthesis
 from pipeline.tts_pico import resample_pcm
@@ -172,8 +173,7 @@ class _KokoroEngine:
         return (np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0) * 32767).astype(np.int16)
 
 
-_engine: _KokoroEngine | None = None
-_engine_lock = threading.Lock()
+_engine: ProcessEngine[_KokoroEngine] = ProcessEngine()
 
 
 def _default_models_dir() -> Path:
@@ -181,20 +181,7 @@ def _default_models_dir() -> Path:
 
 
 def _get_engine(models_dir: Path | None = None, threads: int = 1) -> _KokoroEngine:
-    global _engine
-    with _engine_lock:
-        if _engine is None:
-            _engine = _KokoroEngine(Path(models_dir or _default_models_dir()), threads)
-        return _engine
-
-
-def _forget_engine_after_fork() -> None:
-    global _engine, _engine_lock
-    _engine = None
-    _engine_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_engine_after_fork)
+    return _engine.get(lambda: _KokoroEngine(Path(models_dir or _default_models_dir()), threads))
 
 
 def kokoro_render(

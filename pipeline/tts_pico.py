@@ -17,9 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
-import os
 import re
-import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -28,6 +26,7 @@ import numpy as np
 import soxr
 
 from pipeline import tts_pico_worker
+from pipeline.process_engine import ProcessEngine
 from pipeline.speech_format import SpeechSegment, plan_speech
 from pipeline.tts import split_for_synthesis
 
@@ -118,26 +117,11 @@ class _PicoEngine:
         return np.frombuffer(pcm, dtype="<i2").astype(np.int16)
 
 
-_engine: _PicoEngine | None = None
-_engine_lock = threading.Lock()
+_engine: ProcessEngine[_PicoEngine] = ProcessEngine()
 
 
 def _get_engine() -> _PicoEngine:
-    global _engine
-    with _engine_lock:
-        if _engine is None:
-            _engine = _PicoEngine()
-        return _engine
-
-
-def _forget_engine_after_fork() -> None:
-    """A forked child inherits the engine but not its worker thread: start afresh."""
-    global _engine, _engine_lock
-    _engine = None
-    _engine_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_engine_after_fork)
+    return _engine.get(_PicoEngine)
 
 
 def pico_render(
