@@ -58,7 +58,11 @@ class TurnDetector:
     def update(self, prob: float) -> TurnEvent | None:
         cfg, w = self._cfg, self._window_ms
         if not self.speaking:
-            if prob >= cfg.threshold:
+            # Hysteresis from the first window, as in Silero's own segmentation: a window over
+            # ``threshold`` opens a candidate, and windows over ``neg_threshold`` carry it on.
+            # A short quiet answer ("Sí.") has an onset just over the threshold and a vowel
+            # just under it: requiring ``min_speech_ms`` all over the threshold lost it.
+            if prob >= cfg.threshold or (self._candidate_ms > 0.0 and prob >= cfg.neg_threshold):
                 self._candidate_ms += w
                 if self._candidate_ms >= cfg.min_speech_ms:
                     self.speaking = True

@@ -320,6 +320,28 @@ async def test_no_words_recognised_means_no_reply(text: str) -> None:
     await session.close("caller-hangup")
 
 
+def windows_at(levels: list[float]) -> bytes:
+    """One 32 ms VAD window (512 samples) per level: a square wave of that RMS, which the
+    energy VAD maps to a speech probability (RMS 0.021 -> 0.55, 0.019 -> 0.45)."""
+    square = np.tile([1.0, -1.0], 256)
+    return b"".join((square * level * 32767).round().astype(np.int16).tobytes() for level in levels)
+
+
+async def test_quiet_short_answer_just_under_the_threshold_is_a_turn() -> None:
+    """A quiet "Sí." after the bot's question: its onset just clears the speech threshold
+    and its vowel stays just under it (but over the hysteresis floor). That is speech, and
+    the caller must get an answer rather than silence (spoken run: "(sin respuesta)")."""
+    session, phone, recent, stt, tts = make_session(stt=FixedSTT(text="Sí."))
+    await session.start()
+    await until(lambda: len(turns(recent)) == 1)
+    await until(lambda: session._reply_stage == "idle" and not session._playout.speaking)
+    session.feed_audio(windows_at([0.0] * 4 + [0.021] + [0.019] * 5 + [0.0] * 20))
+    await until(lambda: len(turns(recent)) == 3)
+    caller = turns(recent)[1]
+    assert caller.speaker == "caller" and caller.text == "Sí."
+    await session.close("caller-hangup")
+
+
 class FakeLive:
     """A live transcriber: text for each utterance, optional failure, endpoint events."""
 

@@ -84,3 +84,12 @@ def test_heard_text_follows_mark_echoes_to_a_word_boundary() -> None:
     assert not tracker.speaking
     assert not tracker.played("0.3")  # a late echo after clear changes nothing
     assert tracker.heard_text() == "Abrimos de"
+
+
+def test_a_candidate_opened_over_the_threshold_goes_on_over_the_floor() -> None:
+    """Hysteresis from the first window (as Silero segments): an onset over ``threshold``
+    followed by windows over ``neg_threshold`` is speech; windows under the floor are not."""
+    events = [e for _, e in run([0.0, 0.55, 0.45, 0.45, 0.45] + [0.0] * 20)]
+    assert events == [TurnEvent.SPEECH_STARTED, TurnEvent.PAUSED, TurnEvent.TURN_ENDED]
+    assert run([0.45] * 10) == []  # never over the threshold: no candidate at all
+    assert run([0.55, 0.3, 0.45, 0.45] * 5) == []  # each dip under the floor restarts it
