@@ -382,6 +382,11 @@ class CallSession:
         elif event is TurnEvent.RESUMED:
             self._cancel_speculation()
         elif event is TurnEvent.TURN_ENDED:
+            # Each utterance starts from a fresh VAD state. Silero's recurrent state after a
+            # long utterance does not decay over the silence that follows (digital or line
+            # noise): a quiet "Sí." ten seconds later scored ~0 and was never heard, while a
+            # fresh state scores it 0.6.
+            self._vad.reset()
             silence_s = self._detector.silence_ms / 1000.0
             end_of_speech = time.monotonic() - silence_s
             reply_active = self._reply_task is not None and not self._reply_task.done()

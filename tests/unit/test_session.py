@@ -12,7 +12,7 @@ import pytest
 from app.recent_calls import RecentCalls
 from pipeline.brain.base import CallContext
 from pipeline.brain.offline import OfflineBrain
-from pipeline.instant_engines import EnergyVad, FixedSTT, ToneTTS
+from pipeline.instant_engines import EnergyVad, EnergyVadStream, FixedSTT, ToneTTS
 from pipeline.metrics import PipelineMetrics
 from pipeline.session import CallSession, Engines, SessionConfig
 from pipeline.turn_taking import TurnConfig
@@ -102,7 +102,10 @@ async def until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
 
 
 def make_session(
-    stt: FixedSTT | None = None, phone: FakePhone | None = None, tts: ToneTTS | None = None
+    stt: FixedSTT | None = None,
+    phone: FakePhone | None = None,
+    tts: ToneTTS | None = None,
+    vad: EnergyVad | None = None,
 ) -> tuple[CallSession, FakePhone, RecentCalls, FixedSTT, ToneTTS]:
     phone = phone or FakePhone()
     stt = stt or FixedSTT()
@@ -119,7 +122,7 @@ def make_session(
     session = CallSession(
         ctx=CallContext(call_id="CAtest", ingress="simulator"),
         sink=phone,
-        engines=Engines(vad=EnergyVad(), stt=stt, tts=tts, brain=OfflineBrain()),
+        engines=Engines(vad=vad or EnergyVad(), stt=stt, tts=tts, brain=OfflineBrain()),
         config=cfg,
         observer=recent,
         metrics=PipelineMetrics.create(),
@@ -339,6 +342,43 @@ async def test_quiet_short_answer_just_under_the_threshold_is_a_turn() -> None:
     await until(lambda: len(turns(recent)) == 3)
     caller = turns(recent)[1]
     assert caller.speaker == "caller" and caller.text == "Sí."
+    await session.close("caller-hangup")
+
+
+class StaleVadStream(EnergyVadStream):
+    """Silero-like: once an utterance has been heard, the recurrent state keeps the model
+    deaf (probability 0) through any silence, until ``reset``."""
+
+    def __init__(self, sample_rate: int) -> None:
+        super().__init__(sample_rate)
+        self._heard = self._deaf = False
+
+    def probability(self, window: np.ndarray) -> float:
+        p = super().probability(window)
+        self._deaf = self._deaf or (self._heard and p < 0.1)
+        self._heard = self._heard or p >= 0.5
+        return 0.0 if self._deaf else p
+
+    def reset(self) -> None:
+        self._heard = self._deaf = False
+
+
+class StaleVad(EnergyVad):
+    def stream(self, sample_rate: int) -> StaleVadStream:
+        return StaleVadStream(sample_rate)
+
+
+async def test_each_utterance_starts_from_a_fresh_vad_state() -> None:
+    """The caller's next answer is heard although the VAD's state after the previous one
+    would have kept it deaf (spoken run: a "Sí." after a long cédula got no answer)."""
+    session, phone, recent, stt, tts = make_session(vad=StaleVad())
+    await session.start()
+    await until(lambda: len(turns(recent)) == 1)
+    for n in (3, 5):
+        await until(lambda: session._reply_stage == "idle" and not session._playout.speaking)
+        await feed(session, silence(200) + speech(800) + silence(600))
+        await until(lambda n=n: len(turns(recent)) == n)
+    assert [t.speaker for t in turns(recent)] == ["bot", "caller", "bot", "caller", "bot"]
     await session.close("caller-hangup")
 
 
