@@ -265,6 +265,21 @@ def split_for_synthesis(text: str, max_chars: int = _MAX_PIECE_CHARS) -> list[st
     return [p for p in pieces if p]
 
 
+async def in_chunks(blocks: AsyncIterator[bytes], sample_rate: int) -> AsyncIterator[bytes]:
+    """PCM16 blocks of any size (one per synthesized piece) re-cut into ``CHUNK_MS`` chunks at
+    ``sample_rate``; only the very last chunk may be shorter. Shared by the embedded voices."""
+    chunk_bytes = sample_rate * CHUNK_MS // 1000 * 2
+    pending = b""
+    async for block in blocks:
+        audio = pending + block
+        whole = len(audio) - len(audio) % chunk_bytes
+        for start in range(0, whole, chunk_bytes):
+            yield audio[start : start + chunk_bytes]
+        pending = audio[whole:]
+    if pending:
+        yield pending
+
+
 def _trim(samples: np.ndarray, pad: int, lead: bool, tail: bool) -> np.ndarray:
     loud = np.flatnonzero(np.abs(samples) > _SILENCE_LEVEL)
     if loud.size == 0:
@@ -315,13 +330,12 @@ class EspeakTTS:
         pieces = split_for_synthesis(text)
         if not pieces:
             return
-        chunk_bytes = sample_rate * CHUNK_MS // 1000 * 2
         last = len(pieces) - 1
-        pending = b""
         cancel = threading.Event()
-        try:
+
+        async def rendered() -> AsyncIterator[bytes]:
             for i, piece in enumerate(pieces):
-                audio = pending + await self._run(
+                yield await self._run(
                     "render",
                     piece,
                     self.voice,
@@ -332,12 +346,10 @@ class EspeakTTS:
                     i == 0,
                     i == last,
                 )
-                whole = len(audio) - len(audio) % chunk_bytes
-                for start in range(0, whole, chunk_bytes):
-                    yield audio[start : start + chunk_bytes]
-                pending = audio[whole:]
-            if pending:
-                yield pending
+
+        try:
+            async for chunk in in_chunks(rendered(), sample_rate):
+                yield chunk
         finally:
             cancel.set()  # stops eSpeak if we are torn down while a piece is synthesizing
 

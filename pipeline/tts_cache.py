@@ -25,10 +25,9 @@ from typing import Any
 
 from pipeline.engines import TextToSpeech
 from pipeline.sentences import SentenceSplitter
+from pipeline.tts import CHUNK_MS
 
 log = logging.getLogger("taina.tts.cache")
-
-CHUNK_MS = 200
 
 
 def session_sentences(text: str) -> list[str]:

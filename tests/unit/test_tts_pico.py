@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from pipeline.speech_format import SpeechSegment
-from pipeline.tts_pico import CHUNK_MS, PICO_RATE, PicoTTS, pico_markup, pico_render
+from pipeline.tts import CHUNK_MS
+from pipeline.tts_pico import PICO_RATE, PicoTTS, pico_markup, pico_render
 
 GREETING = "Buenos días, gracias por llamar. ¿En qué le puedo ayudar?"
 
