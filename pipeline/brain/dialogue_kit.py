@@ -23,7 +23,7 @@ from pipeline.brain.base import BrainOutput, CallContext, EndCall, TextChunk, To
 from pipeline.brain.catalog import Catalog
 from pipeline.brain.dialogue_state import DialogueState
 from pipeline.brain.intents import Intent
-from pipeline.brain.spanish_dates import When, is_correction, parse_when
+from pipeline.brain.spanish_dates import WEEKDAY_NAMES, When, is_correction, parse_when
 from pipeline.brain.spanish_text import is_affirmative, normalize
 from pipeline.brain.tools import Tools
 
@@ -76,15 +76,7 @@ _HOUR_WORDS = {
 _HOUR_SLIP = re.compile(r"\b(a las |a la |las )(" + "|".join(_HOUR_WORDS) + r")\b")
 # "el viernes a once": "las" lost on the line.
 _BARE_HOUR = re.compile(r"\ba (una|dos|tres|cuatro|cinco|seis|siete|ocho|nueve|diez|once|doce)\b")
-_WEEKDAY_INDEX = {
-    "lunes": 0,
-    "martes": 1,
-    "miercoles": 2,
-    "jueves": 3,
-    "viernes": 4,
-    "sabado": 5,
-    "domingo": 6,
-}
+_WEEKDAY_INDEX = {normalize(name): i for i, name in enumerate(WEEKDAY_NAMES)}
 _RELATIVE_WEEKDAY = re.compile(
     r"\b(?:pasado\s+)?(?:mañana|manana|hoy)\s+(?:el\s+)?(?P<wd>lunes|martes|miercoles|jueves|"
     r"viernes|sabado|domingo)\b(?:\s+\d+)?"
