@@ -167,6 +167,11 @@ class Settings(BaseSettings):
 
     # --- admin and auth (issue 5) -------------------------------------------------------------
     admin_jwt_ttl_s: int = 900  # local admin sessions are short: sign in again after 15 minutes
+    # Dashboard sessions are renewed by a refresh token (httpOnly cookie, rotated on use) while
+    # they are used; one unused for admin_idle_timeout_s ends (sign in again), and none outlives
+    # admin_session_max_s after its sign-in.
+    admin_idle_timeout_s: int = 30 * 60
+    admin_session_max_s: int = 12 * 3600
     # Failed sign-ins allowed per client IP and e-mail within the window (per server process).
     login_rate_limit: int = 5
     login_rate_window_s: float = 60.0
