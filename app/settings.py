@@ -176,6 +176,9 @@ class Settings(BaseSettings):
     login_rate_limit: int = 5
     login_rate_window_s: float = 60.0
     knowledge_upload_max_bytes: int = 200 * 1024
+    # Call review (issue 14): a reply slower than this (end of speech to first audio) is marked
+    # slow in the per-turn timeline.
+    slow_turn_ms: float = 1500.0
 
     # --- live events, Supabase, recordings (issue 5) ---------------------------------------
     # Live call events for the dashboard, shared by every server process of one deployment:
