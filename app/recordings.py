@@ -27,6 +27,7 @@ import logging
 import re
 import wave
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -98,8 +99,13 @@ class CallAudio:
         self._out = bytearray()
         self._resamplers: dict[tuple[str, int], StreamResampler] = {}
         self.truncated = False
+        # Wall-clock time of the file's first sample: the call review lines turns up with the
+        # audio by their own timestamps minus this.
+        self.started_at: datetime | None = None
 
     def _pcm(self, direction: str, data: bytes, rate: int, encoding: str) -> bytes:
+        if self.started_at is None:
+            self.started_at = datetime.now(UTC)
         pcm = mulaw_to_pcm16(data) if encoding == "mulaw" else data
         if rate == self.rate:
             return pcm
@@ -411,6 +417,7 @@ class Recordings:
             bytes=len(data),
             content_type=CONTENT_TYPE,
             truncated=audio.truncated,
+            started_at=audio.started_at.isoformat() if audio.started_at else None,
         )
         self.saved += 1
         log.info("recording of %s saved (%s, %.1f s)", sid, info["store"], audio.seconds)
