@@ -299,3 +299,28 @@ class KnowledgeDocument(Base):
     sha256: Mapped[str] = mapped_column(String(64), nullable=False)
     title: Mapped[str | None] = mapped_column(String(300))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
+
+
+class RefreshToken(Base):
+    """A dashboard session's renewal ticket (migration 0003).
+
+    Only the SHA-256 of the token is stored: the raw value lives in the browser's httpOnly
+    cookie, so a copy of the database cannot be replayed. Tokens of one sign-in share a
+    ``family``; each use replaces the token (``used_at`` set, a new row inserted) and a token
+    presented twice revokes its whole family (someone copied it). ``expires_at`` slides with
+    use (the idle limit); ``family_expires_at`` is the sign-in's absolute limit.
+    """
+
+    __tablename__ = "refresh_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    family: Mapped[str] = mapped_column(String(36), nullable=False, index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    family_expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
