@@ -33,6 +33,10 @@ class PipelineMetrics:
     provider_failures_total: Counter
     provider_failovers_total: Counter
     tts_cache_total: Counter
+    inbound_dropped_seconds_total: Counter
+    flood_disconnects_total: Counter
+    engine_wait_seconds: Histogram
+    engine_shed_total: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> PipelineMetrics:
@@ -103,6 +107,34 @@ class PipelineMetrics:
                 "taina_tts_cache_total",
                 "Sentences served from pre-rendered/recent audio (hit) or synthesized (miss)",
                 ["result"],
+                registry=reg,
+            ),
+            # Label values below come from closed sets: transport in {twilio, web},
+            # engine in {stt, brain}.
+            inbound_dropped_seconds_total=Counter(
+                "taina_inbound_dropped_seconds_total",
+                "Inbound audio dropped for arriving faster than real time (beyond the jitter "
+                "allowance), in seconds of audio",
+                ["transport"],
+                registry=reg,
+            ),
+            flood_disconnects_total=Counter(
+                "taina_flood_disconnects_total",
+                "Media streams closed for sending audio faster than real time",
+                ["transport"],
+                registry=reg,
+            ),
+            engine_wait_seconds=Histogram(
+                "taina_engine_wait_seconds",
+                "Time a turn waited for a shared engine (fair per-call queue)",
+                ["engine"],
+                buckets=_LATENCY_BUCKETS,
+                registry=reg,
+            ),
+            engine_shed_total=Counter(
+                "taina_engine_shed_total",
+                "Engine requests refused because their call already had its bound of queued work",
+                ["engine"],
                 registry=reg,
             ),
         )
