@@ -172,9 +172,22 @@ class Settings(BaseSettings):
     # admin_session_max_s after its sign-in.
     admin_idle_timeout_s: int = 30 * 60
     admin_session_max_s: int = 12 * 3600
-    # Failed sign-ins allowed per client IP and e-mail within the window (per server process).
+    # Failed sign-ins allowed per account (e-mail, from any address) within the window (per
+    # server process); per client address (any e-mail) and in total (issue 13, app/login_guard.py).
     login_rate_limit: int = 5
     login_rate_window_s: float = 60.0
+    login_ip_rate_limit: int = 20
+    login_global_rate_limit: int = 200
+    # argon2 (64 MiB, ~0.1 s of CPU) runs in its own pool of this many threads, never in the
+    # default pool the calls use; beyond this many sign-ins waiting for it the answer is 429.
+    password_hash_workers: int = 1
+    password_hash_queue: int = 8
+    # Peers whose X-Forwarded-For / -Proto / -Host are believed: comma-separated addresses or
+    # CIDR networks (e.g. "10.0.0.0/8"). From anyone else those headers are dropped. Default none.
+    trusted_proxies: str = ""
+    # `taina serve` refuses a non-loopback address without TWILIO_AUTH_TOKEN (anyone could then
+    # place calls and write status records) unless this is true.
+    allow_unsigned: bool = False
     knowledge_upload_max_bytes: int = 200 * 1024
     # Call review (issue 14): a reply slower than this (end of speech to first audio) is marked
     # slow in the per-turn timeline.
