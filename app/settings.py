@@ -104,6 +104,15 @@ class Settings(BaseSettings):
     web_max_connections_per_ip: int = 4  # browser calls (WS /web/stream) at once per address
     web_max_frame_bytes: int = 8192
     web_max_messages_per_s: int = 200
+    # Inbound audio is paced to real time per call (telephony/inbound_audio.py): a stream may
+    # run this far ahead of the wall clock (network jitter); audio beyond it is dropped.
+    inbound_jitter_ms: int = 500
+    # A stream whose dropped audio (decaying by inbound_flood_forgive_ratio of real time)
+    # exceeds this much is flooding and is closed (1008).
+    inbound_flood_limit_ms: int = 3000
+    inbound_flood_forgive_ratio: float = 0.1
+    # Fair shared engines: queued requests per call beyond this are refused (pipeline/engines.py).
+    engine_max_queued_per_call: int = 2
 
     # --- audio pipeline ---------------------------------------------------------------------
     pipeline_sample_rate: int = 16000
