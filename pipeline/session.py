@@ -18,7 +18,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import numpy as np
@@ -538,6 +538,10 @@ class CallSession:
         self._reply_stage = "brain"
         self._reply_audio = b""
         wall_end = _now()
+        # When the caller started speaking (the utterance's audio, back from its end), so a
+        # recording can be lined up with the transcript; ended_at stays "turn recorded".
+        audio_s = len(audio) / 2 / self._cfg.sample_rate
+        spoke_at = wall_end - timedelta(seconds=time.monotonic() - end_of_speech + audio_s)
         self._record(
             TurnRecord(
                 seq=self._next_seq(),
@@ -545,7 +549,7 @@ class CallSession:
                 text=text,
                 heard_text=text,
                 interrupted=False,
-                started_at=wall_end,
+                started_at=spoke_at,
                 ended_at=wall_end,
                 timings={
                     "audio_ms": len(audio) / 2 / self._cfg.sample_rate * 1000,
