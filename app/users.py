@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.auth import ROLES, hash_password_async
 from app.storage.database import Database
-from app.storage.models import AuditLog, User, utcnow
+from app.storage.models import AuditLog, RefreshToken, User, utcnow
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -104,9 +104,16 @@ async def create_user(
 
 
 async def set_password(
-    db: Database, email: str, password: str, *, actor: str | None = None
+    db: Database,
+    email: str,
+    password: str,
+    *,
+    actor: str | None = None,
+    end_sessions: bool = True,
 ) -> None:
-    """Replace an account's password (also used to upgrade an old hash after sign-in)."""
+    """Replace an account's password (also used to upgrade an old hash after sign-in, with
+    ``end_sessions=False``). A new password ends every dashboard session of the account: its
+    refresh tokens are revoked, so a session opened with the old password cannot renew."""
     email = normalize_email(email)
     password_hash = await hash_password_async(password)
     async with db.session(write=True) as s:
@@ -115,6 +122,15 @@ async def set_password(
         )
         if result.rowcount == 0:
             raise UnknownUser(email)
+        if end_sessions:
+            await s.execute(
+                update(RefreshToken)
+                .where(
+                    RefreshToken.user_id.in_(select(User.id).where(User.email == email)),
+                    RefreshToken.revoked_at.is_(None),
+                )
+                .values(revoked_at=utcnow())
+            )
         if actor is not None:
             s.add(AuditLog(actor=actor, action="user.password_set", target=email, details={}))
 
