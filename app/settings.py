@@ -198,6 +198,8 @@ class Settings(BaseSettings):
     # place calls and write status records) unless this is true.
     allow_unsigned: bool = False
     knowledge_upload_max_bytes: int = 200 * 1024
+    # CSV exports (calls, bookings): rows per file; a bigger result is cut and says so.
+    export_max_rows: int = Field(default=50_000, ge=1, le=1_000_000)
     # Call review (issue 14): a reply slower than this (end of speech to first audio) is marked
     # slow in the per-turn timeline.
     slow_turn_ms: float = 1500.0
