@@ -122,7 +122,7 @@ async def scenario_migrations_up_down(db: Database) -> None:
         assert APP_TABLES <= await conn.run_sync(tables)
         # The hand-written migration and the ORM models describe the same schema.
         assert await conn.run_sync(schema_diff) == []
-    assert await db.current_revision() == "0003"
+    assert await db.current_revision() == "0004"
 
     await db.downgrade("base")
     async with db.engine.connect() as conn:
@@ -130,7 +130,7 @@ async def scenario_migrations_up_down(db: Database) -> None:
     assert await db.current_revision() is None
 
     await db.migrate()
-    assert await db.current_revision() == "0003"
+    assert await db.current_revision() == "0004"
     calls = CallRepository(db)
     await calls.start_call("CA-after-remigrate", "twilio", started_at=NOW)
     assert await calls.get_call("CA-after-remigrate") is not None
@@ -596,17 +596,22 @@ async def test_recorder_stop_flushes(db: Database) -> None:
     assert [t.text for t in detail.turns] == ["Hasta luego."]
 
 
-async def test_recorder_drops_oldest_beyond_bound(db: Database) -> None:
-    recorder = CallRecorder(CallRepository(db), max_pending=3)
-    for i in range(5):
-        recorder.call_started(f"CA-{i}", "simulator")
-    assert recorder.pending == 3 and recorder.dropped == 2
-    recorder.start()
-    async with asyncio.timeout(30):
-        await recorder.flushed()
-    await recorder.stop()
+async def test_recorder_never_drops_beyond_bound(db: Database, tmp_path: Path) -> None:
+    """Past the bound, records go to the spill file (or, without one, stay in memory): all
+    five calls are written, in order."""
+    for spill_dir in (tmp_path / "spill", None):
+        recorder = CallRecorder(CallRepository(db), max_pending=3, spill_dir=spill_dir)
+        for i in range(5):
+            recorder.call_started(f"CA-{spill_dir is None}-{i}", "simulator")
+        assert recorder.pending == 5 and recorder.dropped == 0
+        assert recorder.spilled == (2 if spill_dir else 0)
+        recorder.start()
+        async with asyncio.timeout(30):
+            await recorder.flushed()
+        await recorder.stop()
+        assert recorder.pending == 0 and not recorder.spilling
     sids = sorted(c.call_sid for c in await CallRepository(db).list_calls())
-    assert sids == ["CA-2", "CA-3", "CA-4"]
+    assert sids == sorted(f"CA-{flag}-{i}" for flag in (True, False) for i in range(5))
 
 
 async def test_recorder_skips_unwritable_record(db: Database) -> None:
