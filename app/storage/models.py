@@ -136,6 +136,34 @@ class Turn(Base):
     )
 
 
+class CallTag(Base):
+    """A staff label on a call ("respuesta incorrecta", "queja"), one row per call and tag."""
+
+    __tablename__ = "call_tags"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), nullable=False)
+    tag: Mapped[str] = mapped_column(String(40), nullable=False, index=True)
+    created_by: Mapped[str | None] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("call_id", "tag"),)
+
+
+class CallNote(Base):
+    """A staff member's note on a call, kept with its author."""
+
+    __tablename__ = "call_notes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    call_id: Mapped[int] = mapped_column(
+        ForeignKey("calls.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    author: Mapped[str | None] = mapped_column(String(320))
+    text: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
+
+
 class StreamEvent(Base):
     """Twilio stream status callbacks, kept raw: they explain calls that never reached us."""
 
@@ -223,9 +251,14 @@ class Booking(Base):
     call_sid: Mapped[str | None] = mapped_column(String(64))
     idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True)
     citizen_user_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    # Marked by staff (migration 0004): 'attended' or 'no_show'; NULL until then.
+    attendance: Mapped[str | None] = mapped_column(String(16))
 
     __table_args__ = (
         CheckConstraint("status IN ('confirmed', 'cancelled', 'rescheduled')", name="status"),
+        CheckConstraint(
+            "attendance IS NULL OR attendance IN ('attended', 'no_show')", name="attendance"
+        ),
         # One confirmed appointment per person and service, enforced by the database so two
         # concurrent calls from the same citizen cannot both book.
         Index(
