@@ -87,6 +87,15 @@ class Settings(BaseSettings):
     transfer_number: str | None = None  # E.164 number of a human agent
     call_token_ttl_s: int = 120
     max_concurrent_calls: int = 0  # 0 = no limit; beyond it new calls hear a polite refusal
+    # Call records (issue 13): a call ends with a spoken notice after max_call_seconds or
+    # max_turns_per_call turns; caller turns (speech or keypad) beyond max_turns_per_second
+    # (a burst of turn_burst allowed) are ignored, so one caller cannot flood the records.
+    max_call_seconds: float = 1800.0
+    max_turns_per_call: int = 400
+    max_turns_per_second: float = 1.0
+    turn_burst: int = 4
+    # The recorder's in-memory queue; past it records spill to {data_dir}/spill (never lost).
+    records_max_pending: int = 10_000
     max_ws_message_bytes: int = 64 * 1024
     # Bad-input limits (docs/RELIABILITY.md, "Bad input"). uvicorn closes (1009) a socket
     # whose one WebSocket message is larger than ws_max_size_bytes, before the app reads it.
