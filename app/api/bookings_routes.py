@@ -6,11 +6,14 @@ from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from sqlalchemy import Select, func, select
 
 from app.api.deps import ApiRoute, ServicesDep, office_tz
-from app.auth import AgentUser, Principal, has_role
+from app.auth import AgentUser, Principal
+from app.csv_export import csv_response
+from app.personal_data import Redactor, mask_number
 from app.services import Services
 from app.storage.models import Booking, Office, Service, Slot
 
@@ -25,8 +28,8 @@ class BookingItem(BaseModel):
     office_name: str
     starts_at: datetime  # office local time, with offset
     citizen_name: str
-    cedula: str  # masked except the last 4 characters unless the reader is an admin
-    phone: str | None
+    cedula: str  # masked except the last 4 digits unless the reader is an admin
+    phone: str | None  # masked like the cédula (app/personal_data.py)
     status: str
     call_sid: str | None
     created_at: datetime
@@ -39,10 +42,7 @@ class BookingPage(BaseModel):
 
 def mask_cedula(cedula: str) -> str:
     """Agents identify a citizen by the last digits; the full number stays with admins."""
-    keep = 4
-    if len(cedula) <= keep:
-        return "*" * len(cedula)
-    return "*" * (len(cedula) - keep) + cedula[-keep:]
+    return mask_number(cedula)
 
 
 async def query_bookings(
@@ -93,12 +93,12 @@ async def query_bookings(
     async with services.db.session() as s:
         rows = (await s.execute(stmt.limit(limit).offset(offset))).all()
         total = int((await s.execute(count)).scalar_one())
-    full = has_role(principal, "admin")
-    return [_item(*row, tz=tz, full_cedula=full) for row in rows], total
+    redact = Redactor.for_principal(principal)
+    return [_item(*row, tz=tz, redact=redact) for row in rows], total
 
 
 def _item(
-    b: Booking, svc: Service, office: Office, slot: Slot, *, tz: tzinfo, full_cedula: bool
+    b: Booking, svc: Service, office: Office, slot: Slot, *, tz: tzinfo, redact: Redactor
 ) -> BookingItem:
     return BookingItem(
         code=b.code,
@@ -108,8 +108,8 @@ def _item(
         office_name=office.name,
         starts_at=slot.starts_at.astimezone(tz),
         citizen_name=b.citizen_name,
-        cedula=b.cedula if full_cedula else mask_cedula(b.cedula),
-        phone=b.phone,
+        cedula=redact.number(b.cedula) or "",
+        phone=redact.number(b.phone),
         status=b.status,
         call_sid=b.call_sid,
         created_at=b.created_at,
@@ -138,3 +138,67 @@ async def list_bookings(
         offset=offset,
     )
     return BookingPage(items=items, total=total)
+
+
+EXPORT_HEADER = (
+    "codigo",
+    "fecha_hora",
+    "tramite",
+    "oficina",
+    "nombre",
+    "cedula",
+    "telefono",
+    "estado",
+    "llamada",
+    "creada",
+)
+
+
+@router.get(
+    "/export.csv",
+    summary="Citas en CSV, con los mismos filtros que la lista (cédula y teléfono enmascarados "
+    "para agentes)",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}}},
+)
+async def export_bookings(
+    services: ServicesDep,
+    principal: AgentUser,
+    date: Annotated[date | None, Query(description="Día de la cita (hora de la oficina)")] = None,
+    office: Annotated[str | None, Query(max_length=32, description="Código de oficina")] = None,
+    service: Annotated[str | None, Query(max_length=32, description="Código de trámite")] = None,
+    status: Annotated[str | None, Query(pattern="^(confirmed|cancelled|rescheduled)$")] = None,
+) -> StreamingResponse:
+    """Streamed page by page (``export_max_rows`` at most); masking as in the list, since the
+    rows come from the same ``query_bookings``."""
+    filters: dict[str, Any] = {"day": date, "office": office, "service": service, "status": status}
+    _, total = await query_bookings(services, principal, limit=1, **filters)
+
+    async def page(offset: int, limit: int) -> list[tuple[Any, ...]]:
+        items, _ = await query_bookings(services, principal, limit=limit, offset=offset, **filters)
+        return [
+            (
+                b.code,
+                b.starts_at,
+                b.service_name,
+                b.office_name,
+                b.citizen_name,
+                b.cedula,
+                b.phone,
+                b.status,
+                b.call_sid,
+                b.created_at,
+            )
+            for b in items
+        ]
+
+    tz = office_tz(services)
+    today = datetime.now(tz).date().isoformat()
+    return csv_response(
+        f"citas-{today}.csv",
+        EXPORT_HEADER,
+        page,
+        total=total,
+        max_rows=services.settings.export_max_rows,
+        tz=tz,
+    )

@@ -6,11 +6,14 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from app.api.bookings_routes import BookingItem, query_bookings
 from app.api.deps import ApiRoute, ServicesDep, aware, office_tz
 from app.auth import AgentUser
+from app.csv_export import csv_response
+from app.personal_data import Redactor
 from app.storage import CallSummary
 
 router = APIRouter(prefix="/calls", tags=["calls"], route_class=ApiRoute)
@@ -56,11 +59,12 @@ class CallDetailOut(CallItem):
     recording_url: str | None = None  # recordings are off by default
 
 
-def _item(c: CallSummary) -> dict[str, Any]:
+def _item(c: CallSummary, redact: Redactor) -> dict[str, Any]:
+    """A call's list fields; the caller's number masked unless ``redact`` shows it in full."""
     return {
         "call_sid": c.call_sid,
         "ingress": c.ingress,
-        "caller_number": c.caller_number,
+        "caller_number": redact.number(c.caller_number),
         "called_number": c.called_number,
         "started_at": c.started_at,
         "ended_at": c.ended_at,
@@ -75,7 +79,7 @@ def _item(c: CallSummary) -> dict[str, Any]:
 @router.get("", response_model=CallPage, summary="Llamadas, las más recientes primero")
 async def list_calls(
     services: ServicesDep,
-    _: AgentUser,
+    principal: AgentUser,
     since: Annotated[
         datetime | None, Query(description="Desde (inclusive); sin zona = hora local")
     ] = None,
@@ -106,7 +110,81 @@ async def list_calls(
     }
     calls = await services.calls.list_calls(limit=limit, offset=offset, **filters)
     total = await services.calls.count_calls(**filters)
-    return CallPage(items=[CallItem(**_item(c)) for c in calls], total=total)
+    redact = Redactor.for_principal(principal)
+    return CallPage(items=[CallItem(**_item(c, redact)) for c in calls], total=total)
+
+
+EXPORT_HEADER = (
+    "llamada",
+    "canal",
+    "numero_que_llamo",
+    "numero_llamado",
+    "inicio",
+    "fin",
+    "duracion_s",
+    "motivo_fin",
+    "resultado",
+    "turnos",
+)
+
+
+# Declared before "/{call_sid}", which would otherwise take "export.csv" for a call id.
+@router.get(
+    "/export.csv",
+    summary="Llamadas en CSV, con los filtros de la lista (números enmascarados para agentes)",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}}},
+)
+async def export_calls(
+    services: ServicesDep,
+    principal: AgentUser,
+    since: Annotated[datetime | None, Query()] = None,
+    until: Annotated[datetime | None, Query()] = None,
+    outcome: Annotated[str | None, Query(max_length=32)] = None,
+    ingress: Annotated[str | None, Query(max_length=32)] = None,
+    phone: Annotated[str | None, Query(max_length=64)] = None,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+) -> StreamingResponse:
+    """The list's filters, every matching row (up to ``export_max_rows``), streamed."""
+    tz = office_tz(services)
+    filters: dict[str, Any] = {
+        "since": aware(since, tz),
+        "until": aware(until, tz),
+        "outcome": outcome or None,
+        "ingress": ingress or None,
+        "phone": phone or None,
+        "text": q or None,
+    }
+    total = await services.calls.count_calls(**filters)
+    redact = Redactor.for_principal(principal)
+
+    async def page(offset: int, limit: int) -> list[tuple[Any, ...]]:
+        calls = await services.calls.list_calls(limit=limit, offset=offset, **filters)
+        return [
+            (
+                c.call_sid,
+                c.ingress,
+                redact.number(c.caller_number),
+                c.called_number,
+                c.started_at,
+                c.ended_at,
+                round(c.duration_s, 1) if c.duration_s is not None else None,
+                c.end_reason,
+                c.outcome,
+                c.turn_count,
+            )
+            for c in calls
+        ]
+
+    today = datetime.now(tz).date().isoformat()
+    return csv_response(
+        f"llamadas-{today}.csv",
+        EXPORT_HEADER,
+        page,
+        total=total,
+        max_rows=services.settings.export_max_rows,
+        tz=tz,
+    )
 
 
 @router.get(
@@ -120,22 +198,23 @@ async def get_call(call_sid: str, services: ServicesDep, principal: AgentUser) -
     if call is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No se encontró la llamada.")
     bookings, _ = await query_bookings(services, principal, call_sid=call_sid, limit=100)
+    redact = Redactor.for_principal(principal)
     return CallDetailOut(
-        **_item(call),
+        **_item(call, redact),
         answered_at=call.answered_at,
         stream_sid=call.stream_sid,
         turns=[
             TurnItem(
                 seq=t.seq,
                 speaker=t.speaker,
-                text=t.text,
-                heard_text=t.heard_text,
+                text=redact.text(t.text) or "",
+                heard_text=redact.text(t.heard_text),
                 interrupted=t.interrupted,
                 started_at=t.started_at,
                 ended_at=t.ended_at,
                 timings=dict(t.timings),
-                tools=list(t.tools),
-                dtmf=t.dtmf,
+                tools=redact.data(list(t.tools)),
+                dtmf=redact.dtmf(t.dtmf),
             )
             for t in call.turns
         ],

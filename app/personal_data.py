@@ -1,0 +1,230 @@
+"""Personal data by role: what staff see of callers' cédulas and phone numbers.
+
+Callers give their cédula (national ID, 11 digits) and phone number to book; the numbers then
+sit in many places: the caller's transcribed words ("001-1234567-8", "0 0 1 1 2 …", or "cero
+cero uno …" when the transcript repair left words), the assistant's read-back ("cero cero uno,
+uno dos tres …"), keyed digits (DTMF), the arguments and results of the booking tools stored
+with each turn, live events, booking rows and exports. Admins see everything in clear; agents
+(who review calls and answer citizens) see only the last four digits, which is enough to tell
+two citizens apart and to confirm a number a citizen reads to them.
+
+The rule lives here, once, and is applied where data leaves the server for a person
+(serialisation of API answers, the live stream, CSV exports) — never in storage, so an admin
+and an audit always have the original. ``Redactor.for_principal`` picks the rule by role; the
+views call its ``text``/``number``/``dtmf``/``data`` methods on every field that can carry a
+number. ``tests/integration/test_personal_data.py`` walks every GET route of the API as an agent
+and fails if a full number appears anywhere, so a new endpoint that forgets is caught.
+
+Free text is scanned with one linear regular expression (no nested quantifiers: each step either
+consumes a token or a bounded separator), so a hostile transcript cannot make it backtrack.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from app.auth import Principal, has_role
+
+__all__ = [
+    "KEEP_DIGITS",
+    "MIN_KEYED_DIGITS",
+    "MIN_TEXT_DIGITS",
+    "Redactor",
+    "mask_digits",
+    "mask_text",
+    "sees_personal_data",
+]
+
+KEEP_DIGITS = 4  # the last digits an agent sees: "*******5678"
+# A run of at least this many digits in free text is a personal number (a local phone number
+# has 7, a phone with area code 10, a cédula 11). Shorter runs are times, amounts, counts.
+MIN_TEXT_DIGITS = 7
+# Keyed entries of 1–4 digits are menu choices; 5 or more are (part of) a number.
+MIN_KEYED_DIGITS = 5
+MASK = "*"
+
+_DIGIT_WORDS: dict[str, str] = {
+    "cero": "0",
+    "uno": "1",
+    "una": "1",
+    "un": "1",
+    "dos": "2",
+    "tres": "3",
+    "cuatro": "4",
+    "cinco": "5",
+    "seis": "6",
+    "siete": "7",
+    "ocho": "8",
+    "nueve": "9",
+}
+_WORD = "|".join(sorted(_DIGIT_WORDS, key=len, reverse=True))
+_TOKEN = rf"(?:\d+|(?:{_WORD})(?!\w))"
+# Between the parts of one number: spaces, dashes, dots, commas, slashes, brackets (at most 3).
+_SEP = r"[\s\-.,/()]{1,3}"
+# A run of digit tokens. It must not start inside a word or an identifier ("a716-4466…" of a
+# UUID, "web-1234…" of a call id) and must end at a word boundary.
+_RUN = re.compile(rf"(?<![\w\-]){_TOKEN}(?:{_SEP}{_TOKEN})*(?!\w)", re.IGNORECASE)
+# Runs that are numbers but not personal: dates and amounts with thousands separators.
+_NOT_PERSONAL = re.compile(
+    r"\d{4}-\d{1,2}-\d{1,2}"  # 2025-03-01
+    r"|\d{1,2}/\d{1,2}/\d{4}"  # 01/03/2025
+    r"|\d{1,3}(?:[.,]\d{3}){1,2}(?:[.,]\d{1,2})?"  # 1,500,000 or 1.500.000,00
+)
+# (at most two thousands groups: "40,212,345,678" is a cédula as a transcriber may write it)
+_WORD_RE = re.compile(rf"\d+|(?:{_WORD})(?!\w)", re.IGNORECASE)
+
+# Keys whose value is a personal number wherever they appear (API fields, tool arguments and
+# results, live events).
+NUMBER_KEYS = frozenset(
+    {
+        "cedula",
+        "cédula",
+        "phone",
+        "telefono",
+        "teléfono",
+        "caller_number",
+        "caller",
+        "from",
+        "from_number",
+        "citizen_phone",
+        "citizen_cedula",
+    }
+)
+DTMF_KEYS = frozenset({"dtmf", "digits"})
+# Keys whose values are identifiers, times or codes: never scanned (a masked timestamp or call
+# id would only break the dashboard).
+SAFE_KEYS = frozenset(
+    {
+        "type",
+        "call_sid",
+        "stream_sid",
+        "origin",
+        "pid",
+        "id",
+        "ts",
+        "seq",
+        "started_at",
+        "ended_at",
+        "answered_at",
+        "created_at",
+        "starts_at",
+        "ends_at",
+        "code",
+        "slot_id",
+        "ingress",
+        "reason",
+        "outcome",
+        "status",
+        "backend",
+        "speaker",
+    }
+)
+
+
+def sees_personal_data(principal: Principal | None) -> bool:
+    """Admins read personal numbers in clear; everyone else (agents) masked."""
+    return principal is not None and has_role(principal, "admin")
+
+
+def mask_digits(value: str, keep: int = KEEP_DIGITS) -> str:
+    """Every digit but the last ``keep`` becomes ``*``; other characters stay
+    ("+18095550100" → "+*******0100", "00112345678" → "*******5678")."""
+    total = sum(ch.isdigit() for ch in value)
+    if total == 0:
+        return value
+    hide = max(total - keep, 0) if total > keep else total
+    out: list[str] = []
+    for ch in value:
+        if ch.isdigit() and hide > 0:
+            out.append(MASK)
+            hide -= 1
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _run_digits(run: str) -> str:
+    return "".join(
+        tok if tok.isdigit() else _DIGIT_WORDS[tok.lower()] for tok in _WORD_RE.findall(run)
+    )
+
+
+def _mask_run(m: re.Match[str]) -> str:
+    run = m.group(0)
+    digits = _run_digits(run)
+    if len(digits) < MIN_TEXT_DIGITS or _NOT_PERSONAL.fullmatch(run):
+        return run
+    return MASK * (len(digits) - KEEP_DIGITS) + digits[-KEEP_DIGITS:]
+
+
+def mask_text(text: str) -> str:
+    """Free text with every personal number (digits, spaced or dashed groups, Spanish digit
+    words, or a mix) replaced by stars and its last four digits."""
+    if not text:
+        return text
+    return _RUN.sub(_mask_run, text)
+
+
+def mask_keyed(dtmf: str) -> str:
+    """Keyed digits: menu choices (1–4 digits) as they are; longer entries masked."""
+    if sum(ch.isdigit() for ch in dtmf) < MIN_KEYED_DIGITS:
+        return dtmf
+    return mask_digits(dtmf)
+
+
+def mask_number(value: str) -> str:
+    """A field known to hold a cédula or phone number: last four digits only. A field with
+    no digits (a caller id like "anonymous") is left as is."""
+    return mask_digits(value)
+
+
+@dataclass(frozen=True)
+class Redactor:
+    """What one viewer may see. ``full`` (admins) returns everything unchanged."""
+
+    full: bool
+
+    @classmethod
+    def for_principal(cls, principal: Principal | None) -> Redactor:
+        return cls(full=sees_personal_data(principal))
+
+    def text(self, value: str | None) -> str | None:
+        """Transcript text, snippets, questions: numbers found in the words are masked."""
+        if self.full or not value:
+            return value
+        return mask_text(value)
+
+    def number(self, value: str | None) -> str | None:
+        """A cédula or phone field."""
+        if self.full or not value:
+            return value
+        return mask_number(value)
+
+    def dtmf(self, value: str | None) -> str | None:
+        if self.full or not value:
+            return value
+        return mask_keyed(value)
+
+    def data(self, value: Any, key: str | None = None) -> Any:
+        """Any JSON-like value (tool arguments and results, live events): fields named like a
+        number are masked as numbers, other strings as free text, identifiers left alone."""
+        if self.full:
+            return value
+        if isinstance(value, Mapping):
+            return {k: self.data(v, str(k).lower()) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.data(v, key) for v in value]
+        if key in SAFE_KEYS:
+            return value
+        if key in NUMBER_KEYS:
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return mask_number(str(value))
+            return mask_number(value) if isinstance(value, str) else value
+        if key in DTMF_KEYS and isinstance(value, str):
+            return mask_keyed(value)
+        if isinstance(value, str):
+            return mask_text(value)
+        return value
