@@ -346,12 +346,13 @@ async def test_migration_up_and_down() -> None:
     db = Database(url)
     try:
         await db.migrate()
-        assert await db.current_revision() == "0002"
+        assert await db.current_revision() == "0004"
         up = await _rls_state(url)
         assert up["policies"] > 0 and up["role_fn"] and up["auth_schema"] == 1
         assert {"calls", "turns", "bookings", "users", "audit_log", "alembic_version"} <= set(
             up["rls_tables"]
         )
+        assert {"call_tags", "call_notes"} <= set(up["rls_tables"])  # migration 0004
         assert up["columns"] == [
             "bookings.citizen_user_id",
             "calls.citizen_user_id",
