@@ -23,6 +23,7 @@ from fastapi.responses import StreamingResponse
 
 from app.auth import MSG_FORBIDDEN, MSG_LOGIN_REQUIRED, Principal, authenticate, has_role
 from app.live_events import LiveEvents
+from app.personal_data import Redactor
 
 router = APIRouter(prefix="/api", tags=["live"])
 
@@ -60,15 +61,22 @@ def sse_message(event: dict[str, Any]) -> str:
 
 
 async def event_stream(
-    hub: LiveEvents, *, max_s: float, heartbeat_s: float = HEARTBEAT_S
+    hub: LiveEvents,
+    *,
+    max_s: float,
+    heartbeat_s: float = HEARTBEAT_S,
+    redact: Redactor | None = None,
 ) -> AsyncIterator[str]:
+    """The viewer's stream. Events travel between processes in full (the broker is ours);
+    ``redact`` masks personal numbers here, per viewer, as each event leaves the server."""
+    show = redact or Redactor(full=False)
     sub = hub.subscribe()  # before the snapshot, so nothing falls between the two
     try:
         yield f"retry: {RETRY_MS}\n\n"
         yield sse_message(
             {"type": "hello", "origin": hub.origin, "pid": hub.pid, "backend": hub.backend_name}
         )
-        yield sse_message({"type": "snapshot", "calls": hub.active_calls()})
+        yield sse_message({"type": "snapshot", "calls": show.data(hub.active_calls())})
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max_s
         dropped = 0
@@ -80,7 +88,7 @@ async def event_stream(
             if sub.dropped != dropped:
                 dropped = sub.dropped
                 yield sse_message({"type": "resync", "reason": "slow-client"})
-            yield ": ping\n\n" if event is None else sse_message(event)
+            yield ": ping\n\n" if event is None else sse_message(show.data(event))
     finally:
         sub.close()
 
@@ -92,7 +100,7 @@ async def event_stream(
     responses={200: {"content": {"text/event-stream": {}}}},
 )
 async def live(
-    request: Request, _viewer: Annotated[Principal, Depends(live_viewer)]
+    request: Request, viewer: Annotated[Principal, Depends(live_viewer)]
 ) -> StreamingResponse:
     hub: LiveEvents | None = getattr(request.app.state, "live_events", None)
     if hub is None or hub.closed:
@@ -100,7 +108,7 @@ async def live(
     services = getattr(request.app.state, "services", None)
     max_s = getattr(getattr(services, "settings", None), "live_stream_max_s", DEFAULT_MAX_S)
     return StreamingResponse(
-        event_stream(hub, max_s=float(max_s)),
+        event_stream(hub, max_s=float(max_s), redact=Redactor.for_principal(viewer)),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
