@@ -21,6 +21,7 @@ from sqlalchemy import and_, exists, func, or_, select
 
 from app.api.deps import ApiRoute, ServicesDep, office_tz
 from app.auth import AgentUser
+from app.personal_data import Redactor
 from app.storage.models import Booking, Call, Turn
 
 router = APIRouter(prefix="/analytics", tags=["analytics"], route_class=ApiRoute)
@@ -82,7 +83,7 @@ def top_questions(texts: list[str], n: int = TOP_QUESTIONS) -> list[QuestionCoun
 @router.get("", response_model=Analytics, summary="Indicadores de los últimos días")
 async def analytics(
     services: ServicesDep,
-    _: AgentUser,
+    principal: AgentUser,
     days: Annotated[int, Query(ge=1, le=366)] = 30,
 ) -> Analytics:
     tz = office_tz(services)
@@ -135,5 +136,8 @@ async def analytics(
         p95_turn_latency_ms=round(percentile(latencies, 95), 1) if latencies else None,
         booking_rate=round(sum(1 for c in calls if c.booked) / total, 4) if total else 0.0,
         transfer_rate=round(sum(1 for c in calls if c.transferred) / total, 4) if total else 0.0,
-        top_questions=top_questions(first_texts),
+        # What callers said first may be a cédula or phone number: masked for agents.
+        top_questions=top_questions(
+            [Redactor.for_principal(principal).text(t) or "" for t in first_texts]
+        ),
     )
