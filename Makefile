@@ -6,12 +6,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.taina-installed
 PORT   ?= 8000
+# Loopback: without TWILIO_AUTH_TOKEN `taina serve` refuses other addresses (make run HOST=0.0.0.0)
+HOST   ?= 127.0.0.1
 
 .PHONY: run test install models lint format clean bench
 
 run: models
-	@echo ">> Starting TAINA on port $(PORT)"
-	$(BIN)/taina serve --port $(PORT)
+	@echo ">> Starting TAINA on $(HOST):$(PORT)"
+	$(BIN)/taina serve --host $(HOST) --port $(PORT)
 
 test: models
 	@echo ">> Lint"

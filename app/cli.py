@@ -27,6 +27,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         overrides["port"] = args.port
     settings = Settings(**overrides)
     setup_logging(settings.log_level, settings.log_format)
+    refusal = unsigned_exposure(settings)
+    if refusal:
+        print(refusal, file=sys.stderr, flush=True)
+        return 2
     _print_banner(settings)
     app = create_app(settings)
     config = uvicorn.Config(
@@ -34,6 +38,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         log_config=None,
+        # X-Forwarded-* are applied by app/forwarded.py, from TAINA_TRUSTED_PROXIES only
+        # (uvicorn's own middleware trusts 127.0.0.1 by default: a local client picked its IP).
+        proxy_headers=False,
         ws_max_size=settings.ws_max_size_bytes,  # larger WS messages: closed with 1009
         ws_ping_interval=20.0,
         # After the drain, what is left (dashboards' event streams) gets this long.
@@ -42,6 +49,36 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     server = DrainingServer(config, app, drain_timeout_s=settings.drain_timeout_s)
     server.run()
     return 0 if server.started else 3  # 3: uvicorn's "startup failed"
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` can only be reached from this machine."""
+    import ipaddress
+
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name other than localhost may resolve to anything
+
+
+def unsigned_exposure(settings: Settings) -> str | None:
+    """Why serving would expose unsigned Twilio routes to the network, or None.
+
+    Without ``TWILIO_AUTH_TOKEN`` nothing proves a webhook or media stream comes from Twilio:
+    on a public address anyone could place calls. Loopback (development, tests, a tunnel or
+    reverse proxy on the same host) is fine; otherwise the operator must opt in explicitly.
+    """
+    if settings.twilio_auth_token or settings.allow_unsigned or is_loopback(settings.host):
+        return None
+    return (
+        f"taina serve: refusing to listen on {settings.host} without TWILIO_AUTH_TOKEN: "
+        "anyone who reaches this address could place calls without a Twilio signature.\n"
+        "  Set TWILIO_AUTH_TOKEN, or listen on loopback (--host 127.0.0.1, e.g. behind a "
+        "tunnel or reverse proxy on this host),\n"
+        "  or set TAINA_ALLOW_UNSIGNED=true to accept the risk."
+    )
 
 
 def _print_banner(settings: Settings) -> None:

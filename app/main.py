@@ -12,6 +12,7 @@ from prometheus_client import PlatformCollector, ProcessCollector
 
 from app import (
     api_live,
+    error_answers,
     routes_admin,
     routes_health,
     routes_livekit,
@@ -22,11 +23,13 @@ from app.api import router as api_router
 from app.auth import token_verifiers
 from app.body_limit import BodyLimitMiddleware, route_limits
 from app.call_factory import WebhookClock
+from app.forwarded import ForwardedHeadersMiddleware
 from app.live_events import LiveObserver, live_events_from_settings
 from app.services import Services, build_services
 from app.settings import Settings
 from app.supabase_auth import supabase_verifier_from_settings
 from pipeline.session import Engines
+from telephony.signatures import warn_if_unsigned
 
 log = logging.getLogger("taina.app")
 
@@ -51,6 +54,7 @@ def create_app(settings: Settings | None = None, *, engines: Engines | None = No
         ProcessCollector(registry=services.metrics.registry)
         PlatformCollector(registry=services.metrics.registry)
         app.state.services = services
+        warn_if_unsigned(settings.twilio_auth_token)
         # Everything built so far (models, indexes, catalogs) lives as long as the process:
         # moving it out of the collector's generations keeps full collections — which stop
         # every call at once — short.
@@ -85,4 +89,7 @@ def create_app(settings: Settings | None = None, *, engines: Engines | None = No
         default_limit=settings.max_request_body_bytes,
         routes=route_limits(settings),
     )
+    # Outermost: Host and X-Forwarded-* are settled before anything reads them (issue 13).
+    app.add_middleware(ForwardedHeadersMiddleware, trusted_proxies=settings.trusted_proxies)
+    error_answers.install(app)
     return app

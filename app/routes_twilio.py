@@ -40,6 +40,11 @@ def _public_base(request: Request, services: Services) -> str:
     return f"{proto}://{host.split(',')[0].strip()}"
 
 
+def _printable(text: str) -> str:
+    """Log-safe: control characters (a forged line break in a log) become U+FFFD."""
+    return "".join(ch if ch.isprintable() else "\ufffd" for ch in text)
+
+
 def _xml(body: str, status: int = 200) -> Response:
     return Response(content=body, media_type="text/xml", status_code=status)
 
@@ -80,27 +85,33 @@ async def voice_webhook(request: Request) -> Response:
     params = {"token": services.tokens.mint(call_sid)}
     for key, name in (("From", "from"), ("To", "to")):
         value = str(form.get(key) or "")[:64]
+        if not value.isprintable():  # control characters: not from Twilio
+            return Response("malformed From or To", status_code=400)
         if value:
             params[name] = value
-    twiml = connect_stream_twiml(
-        stream_url(base), status_callback=f"{base}/twilio/status", parameters=params
-    )
+    # Without a token /twilio/status is off, so Twilio is not asked to call it.
+    callback = f"{base}/twilio/status" if services.signatures is not None else None
+    twiml = connect_stream_twiml(stream_url(base), status_callback=callback, parameters=params)
     log.info("incoming call from %s", params.get("from", "?"), extra={"call_id": call_sid})
     return _xml(twiml)
 
 
 @router.post("/twilio/status", summary="Twilio stream status callback", status_code=204)
 async def stream_status(request: Request) -> Response:
+    """Writes a stream event to the database, so only Twilio may call it: with a valid
+    signature, and not at all when no ``TWILIO_AUTH_TOKEN`` is set (then the TwiML asks for no
+    status callbacks, and anyone else would be writing anonymous records)."""
     services = _services(request)
+    if services.signatures is None:
+        return Response(status_code=404)
     form = await request.form()
-    call_sid = str(form.get("CallSid") or "-")[:64]
-    if services.signatures is not None:
-        check = services.signatures.verify_webhook(str(request.url), request.headers, form)
-        if not check:
-            log.warning(
-                "status callback refused: signature %s", check.reason, extra={"call_id": call_sid}
-            )
-            return Response(status_code=403)
+    call_sid = _printable(str(form.get("CallSid") or "-")[:64])
+    check = services.signatures.verify_webhook(str(request.url), request.headers, form)
+    if not check:
+        log.warning(
+            "status callback refused: signature %s", check.reason, extra={"call_id": call_sid}
+        )
+        return Response(status_code=403)
     event = str(form.get("StreamEvent") or "")[:40]
     error = str(form.get("StreamError") or "")[:500]
     level = logging.WARNING if event == "stream-error" else logging.INFO

@@ -146,3 +146,23 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
 def _first(value: str | None) -> str:
     """The first hop of a comma-separated forwarded header is the one the client (Twilio) used."""
     return value.split(",", 1)[0].strip() if value else ""
+
+
+UNSIGNED_WARNING = (
+    "\n"
+    "!!! TWILIO SIGNATURES ARE NOT CHECKED: TWILIO_AUTH_TOKEN is not set. !!!\n"
+    "!!! Anyone who can reach this server can place calls on /twilio/voice and\n"
+    "!!! /twilio/stream; /twilio/status is off. Set TWILIO_AUTH_TOKEN before exposing it\n"
+    "!!! (taina serve refuses a non-loopback address without it unless\n"
+    "!!! TAINA_ALLOW_UNSIGNED=true).\n"
+)
+
+
+def warn_if_unsigned(auth_token: str | None, log: logging.Logger = logger) -> bool:
+    """Log :data:`UNSIGNED_WARNING` at WARNING when there is no token; True if it did.
+    Called once at start-up, so an operator reading the log cannot miss it."""
+    if auth_token:
+        log.info("Twilio signatures are checked on every webhook and media stream")
+        return False
+    log.warning(UNSIGNED_WARNING)
+    return True

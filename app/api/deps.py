@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Coroutine
 from datetime import datetime, tzinfo
 from typing import Annotated, Any
@@ -66,6 +67,20 @@ def _bytes_text(data: bytes) -> str:
     return data.decode("utf-8", "replace")
 
 
+def _json_safe(value: Any) -> Any:
+    """What a client sent, echoed back as valid JSON: NaN / Infinity (which Python's JSON
+    parser accepts) become text, lone surrogates (unencodable as UTF-8) become escapes."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_json_safe(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 class ApiRoute(APIRoute):
     """Answers validation errors with a Spanish ``detail`` string (the dashboard shows
     ``detail`` as is) and keeps Pydantic's list under ``errors`` for developers."""
@@ -84,6 +99,7 @@ class ApiRoute(APIRoute):
             except RequestValidationError as exc:
                 # A body that is not JSON is echoed back as ``input``: bytes, maybe not UTF-8.
                 errors = jsonable_encoder(exc.errors(), custom_encoder={bytes: _bytes_text})
+                errors = _json_safe(errors)
                 return JSONResponse(
                     status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
                     content={"detail": validation_message(errors), "errors": errors},

@@ -46,6 +46,7 @@ class LiveServer:
             host="127.0.0.1",
             port=0,
             log_config=None,
+            proxy_headers=False,  # as `taina serve`: app/forwarded.py decides (issue 13)
             ws_max_size=1024 * 1024,
             lifespan="on",
         )
