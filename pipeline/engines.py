@@ -6,9 +6,17 @@ interchangeable. Audio crossing these interfaces is PCM16 little-endian mono byt
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import heapq
+import itertools
+import math
+import time
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
@@ -127,3 +135,175 @@ async def synthesize_as(
         kwargs["encoding"] = encoding
     async for chunk in tts.synthesize(text, sample_rate, **kwargs):  # type: ignore[call-arg]
         yield chunk if native else pcm16_to_mulaw(chunk)
+
+
+# --- fair shared engines ---------------------------------------------------------------------
+
+T = TypeVar("T")
+
+# The call whose work the current task does. Set once by the transport when the call starts
+# (``bind_call``); every task the session spawns from there copies it, so engines learn which
+# call asks without the interfaces carrying it.
+_CURRENT_CALL: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "taina_call_id", default=None
+)
+
+
+def bind_call(call_id: str) -> None:
+    """Engine requests made from this task (and tasks it spawns) belong to ``call_id``."""
+    _CURRENT_CALL.set(call_id)
+
+
+def current_call() -> str | None:
+    return _CURRENT_CALL.get()
+
+
+class EngineBusy(RuntimeError):
+    """A call asked for more queued work than its bound: refused, the other calls go on."""
+
+
+@dataclass
+class _Usage:
+    busy_s: float = 0.0  # recent engine time, decaying with ``half_life_s``
+    at: float = 0.0
+    running: int = 0
+    waiting: int = 0
+
+
+class FairGate:
+    """Admission to a shared engine of ``capacity`` workers, fair between calls.
+
+    A single queue in arrival order lets one caller's backlog (a client feeding utterance
+    after utterance) sit in front of every other caller's turn: measured, a healthy turn
+    waited 15 s for Whisper behind a flood. Here a free worker goes to the waiting request
+    whose call has used the engine least lately (busy time decaying with ``half_life_s``),
+    arrival order breaking ties — a caller who speaks now and then is served next, whatever
+    another call has queued. And each call may have at most ``max_waiting_per_call``
+    requests waiting (more: :class:`EngineBusy`), so one call's backlog stays bounded.
+
+    Requests without a call (warm-up, tests, tools) count as one anonymous call.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        capacity: int = 1,
+        *,
+        max_waiting_per_call: int = 2,
+        half_life_s: float = 20.0,
+        metrics: Any | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = name
+        self.capacity = max(1, int(capacity))
+        self.max_waiting = max(1, int(max_waiting_per_call))
+        self._decay = math.log(2) / max(half_life_s, 1e-3)
+        self.metrics = metrics  # PipelineMetrics, attached when the app builds its services
+        self._clock = clock
+        self._running = 0
+        self._usage: dict[str, _Usage] = {}
+        self._waiters: list[tuple[float, int, str, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+
+    @property
+    def waiting(self) -> int:
+        return sum(1 for *_, fut in self._waiters if not fut.done())
+
+    def _recent(self, usage: _Usage, now: float) -> float:
+        usage.busy_s *= math.exp(-self._decay * max(0.0, now - usage.at))
+        usage.at = now
+        return usage.busy_s
+
+    async def _acquire(self, call_id: str | None) -> tuple[str, _Usage, float]:
+        """Wait for a worker, fairly; returns what :meth:`_finish` needs."""
+        key = call_id or current_call() or "-"
+        usage = self._usage.setdefault(key, _Usage(at=self._clock()))
+        t0 = self._clock()
+        if self._running >= self.capacity or self._waiters:
+            if usage.waiting >= self.max_waiting:
+                if self.metrics is not None:
+                    self.metrics.engine_shed_total.labels(self.name).inc()
+                raise EngineBusy(f"{self.name}: call {key} already has {usage.waiting} queued")
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            # Priority is fixed at arrival: recent use, plus what this call already runs.
+            priority = self._recent(usage, t0) + usage.running * 1000.0
+            heapq.heappush(self._waiters, (priority, next(self._seq), key, fut))
+            usage.waiting += 1
+            try:
+                await fut
+            except BaseException:
+                if fut.done() and not fut.cancelled():
+                    self._release()  # granted and cancelled in the same instant: pass it on
+                else:
+                    fut.cancel()
+                    self._waiters = [w for w in self._waiters if w[3] is not fut]
+                    heapq.heapify(self._waiters)
+                raise
+            finally:
+                usage.waiting -= 1
+        else:
+            self._running += 1
+        usage.running += 1
+        started = self._clock()
+        if self.metrics is not None:
+            self.metrics.engine_wait_seconds.labels(self.name).observe(started - t0)
+        return key, usage, started
+
+    def _finish(self, key: str, usage: _Usage, started: float) -> None:
+        now = self._clock()
+        self._recent(usage, now)
+        usage.busy_s += now - started
+        usage.running -= 1
+        self._release()
+        if usage.running == 0 and usage.waiting == 0 and usage.busy_s < 1e-3:
+            self._usage.pop(key, None)
+        self._forget_idle(now)
+
+    @asynccontextmanager
+    async def slot(self, call_id: str | None = None) -> AsyncIterator[None]:
+        """Hold one worker for the body (work the awaiting task itself does)."""
+        grant = await self._acquire(call_id)
+        try:
+            yield
+        finally:
+            self._finish(*grant)
+
+    async def run(self, executor: Executor, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` in ``executor`` once a worker is granted. A thread cannot be
+        stopped: when the caller is cancelled mid-run the worker stays taken (and its time
+        is billed to the call) until the thread is done, so a call whose requests are always
+        abandoned cannot make its use look small. Not yet started, it is simply dropped."""
+        loop = asyncio.get_running_loop()
+        grant = await self._acquire(None)
+        try:
+            job = executor.submit(fn, *args)
+        except BaseException:
+            self._finish(*grant)
+            raise
+
+        def done(_: object) -> None:
+            try:
+                loop.call_soon_threadsafe(self._finish, *grant)
+            except RuntimeError:  # the loop is gone (shutdown): nothing left to schedule
+                pass
+
+        job.add_done_callback(done)
+        return await asyncio.wrap_future(job)
+
+    def _release(self) -> None:
+        """A worker is free: hand it to the best waiter still waiting, else count it free."""
+        while self._waiters:
+            *_, fut = heapq.heappop(self._waiters)
+            if not fut.done():
+                fut.set_result(None)  # the worker passes straight to it
+                return
+        self._running -= 1
+
+    def _forget_idle(self, now: float) -> None:
+        """Calls that no longer use the engine are forgotten once their use has decayed, so
+        the table stays as small as the set of recent callers."""
+        if len(self._usage) < 64:
+            return
+        for key, usage in list(self._usage.items()):
+            if usage.running == 0 and usage.waiting == 0 and self._recent(usage, now) < 1e-3:
+                del self._usage[key]

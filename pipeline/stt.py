@@ -7,7 +7,6 @@ broken, so this module drops the well-known hallucinations before anyone sees th
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 import unicodedata
@@ -18,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import soxr
 
-from pipeline.engines import Transcript
+from pipeline.engines import FairGate, Transcript
 
 WHISPER_RATE = 16000
 _FRAMES_PER_S = 100  # log-mel frames per second of audio
@@ -198,6 +197,7 @@ class WhisperSTT:
         temperatures: Sequence[float] = (0.0, 0.4),
         min_encoder_s: float | None = 10.0,
         hotwords: str = "",
+        max_queued_per_call: int = 2,
     ) -> None:
         self.model_dir = Path(model_dir)
         self.language = language
@@ -217,6 +217,15 @@ class WhisperSTT:
         # One thread: CTranslate2 already uses ``cpu_threads`` per call, and queueing
         # utterances keeps concurrent calls from thrashing the cores.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whisper")
+        # Calls take turns fairly for that one thread: a call's backlog (a client feeding
+        # utterance after utterance) never queues ahead of another caller's turn.
+        self.gate = FairGate("stt", 1, max_waiting_per_call=max_queued_per_call)
+
+    metrics = None  # set by the app (attach_metrics): the fair queue's wait and shed figures
+
+    def attach_metrics(self, metrics: object) -> None:
+        self.metrics = metrics  # type: ignore[assignment]
+        self.gate.metrics = metrics
 
     @property
     def _bias_text(self) -> str:
@@ -224,8 +233,7 @@ class WhisperSTT:
         return f"{self.hotwords} {self.prompt}".strip()
 
     async def transcribe(self, pcm16: bytes, sample_rate: int) -> Transcript:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._transcribe_sync, pcm16, sample_rate)
+        return await self.gate.run(self._executor, self._transcribe_sync, pcm16, sample_rate)
 
     async def warm_up(self) -> None:
         """Run half a second of silence through the model so the first caller does not pay for
