@@ -225,23 +225,82 @@ def test_tampered_webhooks_are_refused_and_leave_no_trace(server: LiveServer) ->
 
 
 def test_a_tampered_host_is_refused_without_public_url(live_server_factory) -> None:
-    """Without PUBLIC_URL the signed URL comes from Host / X-Forwarded-*: changing them breaks
-    the signature."""
+    """Without PUBLIC_URL the signed URL comes from Host (and X-Forwarded-* from a trusted
+    proxy only): changing Host breaks the signature; forwarded headers from an untrusted peer
+    are dropped, so they can neither break a genuine signature nor stand in for a forged one."""
     server = live_server_factory(engines=instant_engines(), twilio_auth_token=TOKEN)
-    params = form(call_sid())
     local = f"http://127.0.0.1:{server.port}/twilio/voice"
+    params = form(call_sid())
     ok = post(server, "/twilio/voice", params, **{"X-Twilio-Signature": sign(local, params)})
     assert ok.status_code == 200
     params = form(call_sid())
-    signature = sign(local, params)
+    r = post(
+        server,
+        "/twilio/voice",
+        params,
+        Host="evil.example.org",
+        **{"X-Twilio-Signature": sign(local, params)},
+    )
+    assert r.status_code == 403
     for headers in (
-        {"Host": "evil.example.org"},
         {"X-Forwarded-Host": "evil.example.org"},
         {"X-Forwarded-Proto": "https"},
         {"X-Forwarded-Host": "bad host/with spaces"},
+        {"X-Forwarded-Proto": "javascript"},
     ):
-        r = post(server, "/twilio/voice", params, **{"X-Twilio-Signature": signature}, **headers)
+        # Signed for the forged URL: refused (the header is not believed).
+        params = form(call_sid())
+        forged = "https://evil.example.org/twilio/voice"
+        r = post(
+            server,
+            "/twilio/voice",
+            params,
+            **{"X-Twilio-Signature": sign(forged, params)},
+            **headers,
+        )
         assert r.status_code == 403, headers
+        # Signed for the real URL: the dropped header changes nothing.
+        params = form(call_sid())
+        r = post(
+            server,
+            "/twilio/voice",
+            params,
+            **{"X-Twilio-Signature": sign(local, params)},
+            **headers,
+        )
+        assert r.status_code == 200, headers
+
+
+def test_forwarded_headers_from_a_trusted_proxy_rebuild_the_signed_url(
+    live_server_factory,
+) -> None:
+    """With TAINA_TRUSTED_PROXIES naming the peer (here loopback), X-Forwarded-Proto/-Host
+    are the public URL Twilio signed; malformed ones are a clear 400, never a 500."""
+    server = live_server_factory(
+        engines=instant_engines(), twilio_auth_token=TOKEN, trusted_proxies="127.0.0.1/32"
+    )
+    public = "https://abc.ngrok.app/twilio/voice"
+    via_proxy = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "abc.ngrok.app"}
+    params = form(call_sid())
+    r = post(
+        server, "/twilio/voice", params, **{"X-Twilio-Signature": sign(public, params)}, **via_proxy
+    )
+    assert r.status_code == 200 and "wss://abc.ngrok.app/twilio/stream" in r.text
+    params = form(call_sid())
+    local = f"http://127.0.0.1:{server.port}/twilio/voice"
+    r = post(
+        server, "/twilio/voice", params, **{"X-Twilio-Signature": sign(local, params)}, **via_proxy
+    )
+    assert r.status_code == 403
+    for bad in (
+        {"X-Forwarded-Host": ":80"},
+        {"X-Forwarded-Host": "@"},
+        {"X-Forwarded-Proto": "javascript"},
+        {"X-Forwarded-For": "not-an-ip"},
+    ):
+        r = post(server, "/twilio/voice", form(call_sid()), **bad)
+        assert r.status_code == 400, bad
+        assert r.json()["detail"] == "Las cabeceras X-Forwarded-* no son válidas."
 
 
 async def test_stream_upgrades_with_bad_signatures_are_refused_before_accept(
