@@ -493,9 +493,23 @@ def test_refusals_expiry_and_network_errors(
         }""",
         expired,
     )
+    # With its refresh cookie the session is renewed (issue 14); without it, it is over.
+    page.reload()
+    expect(page.get_by_role("heading", name="Reservas")).to_be_visible()
+    page.evaluate(
+        """token => {
+            const s = JSON.parse(sessionStorage.getItem('taina.admin.session'));
+            s.token = token; s.expiresAt = null;
+            sessionStorage.setItem('taina.admin.session', JSON.stringify(s));
+        }""",
+        expired,
+    )
+    page.context.clear_cookies()
     page.reload()
     expect(page.get_by_role("heading", name="Iniciar sesión")).to_be_visible()
-    expect(page.locator(".login")).to_contain_text("La sesión expiró. Inicie sesión de nuevo.")
+    expect(page.locator(".login")).to_contain_text(
+        "La sesión no es válida. Inicie sesión de nuevo."
+    )
     assert page.evaluate("sessionStorage.getItem('taina.admin.session')") is None
 
     # Signing out forgets the session.

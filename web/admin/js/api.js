@@ -5,8 +5,12 @@
 // SUPABASE_URL, Supabase Auth through the vendored supabase-js client, whose access token is
 // sent as the Bearer token (supabase-js refreshes it by itself).
 //
-// A 401 from any endpoint means the session is over: it is cleared and the app goes back to
-// the sign-in page with the server's own Spanish message.
+// Local sessions are renewed: sign-in also sets an httpOnly refresh cookie (scripts never see
+// it), and when the access token nears its end, or the server answers 401, the page asks
+// POST /api/auth/refresh for a new one (once at a time, across tabs) and carries on, so a
+// draft or the live view is never lost to an expiring token. Only when renewal is refused
+// (sign-out elsewhere, password changed, idle too long) is the session over: it is cleared and
+// the app goes back to the sign-in page with the server's own Spanish message.
 
 export const MSG = {
   network: "No se pudo conectar con el servidor. Revise su conexión e intente de nuevo.",
@@ -127,8 +131,60 @@ async function bearer() {
     return data.session?.access_token || null;
   }
   if (!session?.token) return null;
-  if (session.expiresAt && Date.now() > session.expiresAt - EXPIRY_MARGIN_MS) return null;
+  if (session.expiresAt && Date.now() > session.expiresAt - EXPIRY_MARGIN_MS) {
+    return (await renew()) ? session.token : null;
+  }
   return session.token;
+}
+
+let renewing = null; // the renewal in flight: concurrent requests wait for the same one
+let renewRefusal = null; // the server's reason when renewal was refused
+
+/**
+ * Trade the refresh cookie for a new access token. Resolves true on success; false when the
+ * server refuses (the reason is kept for the sign-in page). One renewal at a time in this tab,
+ * and across tabs through the Web Locks API, since every renewal spends the shared cookie.
+ */
+function renew() {
+  if (supabase || !session) return Promise.resolve(false);
+  if (!renewing) {
+    const before = session.token;
+    const work = async () => {
+      if (session && session.token !== before) return true; // another request renewed it
+      let res;
+      try {
+        res = await fetch("/api/auth/refresh", {
+          method: "POST",
+          headers: { Accept: "application/json" },
+          credentials: "same-origin",
+        });
+      } catch {
+        throw new ApiError(0, MSG.network);
+      }
+      if (!res.ok) {
+        renewRefusal = await errorDetail(res);
+        return false;
+      }
+      const body = await res.json();
+      if (!session) return false;
+      session = {
+        ...session,
+        email: body.email,
+        role: body.role,
+        token: body.access_token,
+        expiresAt: Date.now() + body.expires_in * 1000,
+      };
+      save();
+      return true;
+    };
+    const locked = navigator.locks?.request
+      ? navigator.locks.request("taina-refresh", work)
+      : work();
+    renewing = locked.finally(() => {
+      renewing = null;
+    });
+  }
+  return renewing;
 }
 
 /**
@@ -227,7 +283,16 @@ export async function signIn(email, password) {
 }
 
 export async function signOut() {
+  const wasLocal = session?.source === "local";
   clearSession();
+  if (wasLocal) {
+    try {
+      // Revokes the refresh cookie server-side: this sign-in cannot be renewed any more.
+      await fetch("/api/auth/logout", { method: "POST", credentials: "same-origin" });
+    } catch {
+      // offline: the cookie still dies with its idle limit
+    }
+  }
   if (supabase) {
     try {
       await supabase.auth.signOut({ scope: "local" });
@@ -243,10 +308,11 @@ export async function signOut() {
  * Call the API. opts: method, json (a body sent as JSON), form (FormData), signal, raw
  * (return the Response), token (use this token instead of the session's).
  */
-export async function request(path, opts = {}) {
+export async function request(path, opts = {}, retried = false) {
   const token = opts.token || (await bearer());
   if (!token) {
-    const reason = session ? MSG.expired : MSG.loginRequired;
+    const reason = session ? renewRefusal || MSG.expired : MSG.loginRequired;
+    renewRefusal = null;
     expire(reason);
     throw new ApiError(401, reason);
   }
@@ -267,8 +333,15 @@ export async function request(path, opts = {}) {
   }
   if (res.status === 401) {
     const detail = await errorDetail(res);
-    expire(detail);
-    throw new ApiError(401, detail);
+    // An access token refused before its announced end (clock skew, server key rotation):
+    // renew once and repeat the request before giving up on the session.
+    if (!retried && !opts.token && session?.source === "local" && (await renew())) {
+      return request(path, opts, true);
+    }
+    const reason = renewRefusal || detail;
+    renewRefusal = null;
+    expire(reason);
+    throw new ApiError(401, reason);
   }
   if (!res.ok) throw new ApiError(res.status, await errorDetail(res));
   if (opts.raw) return res;
@@ -287,6 +360,25 @@ export function get(path, params, opts = {}) {
 
 export function post(path, json, opts = {}) {
   return request(path, { ...opts, method: "POST", json });
+}
+
+/**
+ * For requests made outside `request` (the live stream) that got a 401: renew the session.
+ * Resolves true when a new token is ready; false when the session is over (the caller then
+ * ends it with `expireSession(renewalRefusal())`).
+ */
+export async function renewSession() {
+  try {
+    return await renew();
+  } catch {
+    return false;
+  }
+}
+
+export function renewalRefusal(fallback) {
+  const reason = renewRefusal || fallback || MSG.expired;
+  renewRefusal = null;
+  return reason;
 }
 
 /** The Authorization header value for requests made outside `request` (streams, audio). */

@@ -5,7 +5,15 @@
 // header, not in the URL (where proxies log it). When the server has no live stream (404/503)
 // the page polls the REST API every 2 s instead, so it works either way.
 
-import { authorization, errorDetail, expireSession, get, MSG } from "../api.js";
+import {
+  authorization,
+  errorDetail,
+  expireSession,
+  get,
+  MSG,
+  renewalRefusal,
+  renewSession,
+} from "../api.js";
 import { formatTime, h, INGRESSES, label, message, replace } from "../dom.js";
 import { addTurn } from "../transcript.js";
 
@@ -194,10 +202,21 @@ export async function renderLive(main) {
   async function stream() {
     let failures = 0;
     while (!signal.aborted) {
-      const auth = await authorization();
-      if (!auth) {
-        expireSession(MSG.expired);
+      let auth;
+      try {
+        auth = await authorization(); // renews the session when its token is about to end
+      } catch {
+        auth = undefined; // the server could not be reached: retried below
+      }
+      if (auth === null) {
+        expireSession(renewalRefusal(MSG.expired));
         return;
+      }
+      if (auth === undefined) {
+        failures += 1;
+        setStatus("error", `${MSG.network} Reintentando…`);
+        await sleep(Math.min(POLL_MS * failures, 15000), signal);
+        continue;
       }
       let res;
       try {
@@ -214,7 +233,9 @@ export async function renderLive(main) {
         continue;
       }
       if (res.status === 401) {
-        expireSession(await errorDetail(res));
+        const detail = await errorDetail(res);
+        if (await renewSession()) continue; // a token refused early: renewed, reconnect
+        expireSession(renewalRefusal(detail));
         return;
       }
       if (res.status === 404 || res.status === 405 || res.status === 503) {

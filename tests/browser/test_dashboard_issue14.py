@@ -1,0 +1,94 @@
+"""Issue 14 in headless Chromium against the real app: what a staff member sees.
+
+Each test reproduces a point of the issue as a person meets it (sign-in, clicks, a phone-sized
+window) and asserts on the page, so it failed before the fix.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+
+from tests.browser.conftest import Browser, add_user
+from tests.browser.test_admin_dashboard import ADMIN, AGENT, open_dashboard, sign_in
+from tests.integration.conftest import instant_engines
+
+expect: Any
+try:
+    from playwright.sync_api import expect
+except ImportError:
+    expect = None
+
+DRAFT = "Usted es TAINA. Borrador escrito durante más de cuarenta segundos."
+
+
+# --- item 6: sessions renew while used, end when idle -----------------------------------------
+
+
+def test_a_40_s_token_renews_under_the_live_view_and_a_prompt_draft(
+    dashboard_server: Any, browser: Browser
+) -> None:
+    """The issue's scenario: with a 40 s token, an agent on the live view was signed out at
+    the next click and an admin's prompt draft was lost on «Guardar»."""
+    server = dashboard_server(instant_engines(), live_stream=True, admin_jwt_ttl_s=40)
+    add_user(server, ADMIN, "admin")
+    add_user(server, AGENT, "agent")
+    renewals: list[int] = []
+
+    agent = browser.page(server)
+    admin = browser.page(server)
+    for page in (agent, admin):
+        page.on(
+            "response",
+            lambda r: renewals.append(r.status) if r.url.endswith("/api/auth/refresh") else None,
+        )
+    open_dashboard(agent, AGENT)
+    agent.get_by_role("link", name="En curso").click()
+    expect(agent.locator("#live-status")).to_contain_text("Conectado")
+    open_dashboard(admin, ADMIN)
+    admin.get_by_role("link", name="Instrucciones del asistente").click()
+    editor = admin.get_by_label("Texto de las instrucciones")
+    editor.fill(DRAFT)
+    signed_in = time.monotonic()
+
+    time.sleep(max(0.0, 42 - (time.monotonic() - signed_in)))  # the token is past its end
+    agent.get_by_role("link", name="Llamadas", exact=True).click()
+    expect(agent.get_by_role("heading", name="Llamadas", exact=True)).to_be_visible()
+    admin.get_by_role("button", name="Guardar nueva versión").click()
+    expect(admin.locator("#prompt-status")).to_contain_text("Se guardó la versión 1")
+    assert server.run(server.services.prompts.active()) == DRAFT
+    expect(agent.get_by_role("heading", name="Iniciar sesión")).to_have_count(0)
+    expect(admin.get_by_role("heading", name="Iniciar sesión")).to_have_count(0)
+    assert renewals and all(s == 200 for s in renewals), renewals
+
+
+def test_an_idle_session_ends_with_its_reason(dashboard_server: Any, browser: Browser) -> None:
+    server = dashboard_server(instant_engines(), admin_jwt_ttl_s=2, admin_idle_timeout_s=4)
+    add_user(server, ADMIN, "admin")
+    page = browser.page(server)
+    open_dashboard(page, ADMIN)
+    time.sleep(6)  # no click, no request: idle beyond the limit
+    page.get_by_role("link", name="Reservas").click()
+    expect(page.get_by_role("heading", name="Iniciar sesión")).to_be_visible()
+    expect(page.locator(".login")).to_contain_text("La sesión se cerró por inactividad.")
+    sign_in(page, ADMIN)
+    expect(page.get_by_role("heading", name="Reservas")).to_be_visible()
+
+
+def test_sign_out_revokes_the_renewal_cookie(dashboard_server: Any, browser: Browser) -> None:
+    server = dashboard_server(instant_engines())
+    add_user(server, ADMIN, "admin")
+    page = browser.page(server)
+    open_dashboard(page, ADMIN)
+    cookies = page.context.cookies()
+    kept = next(c for c in cookies if c["name"] == "taina_refresh")
+    assert kept["httpOnly"] and kept["path"] == "/api/auth" and kept["sameSite"] == "Strict"
+    assert page.evaluate("document.cookie") == ""  # page scripts cannot read it
+    page.get_by_role("button", name="Cerrar sesión").click()
+    expect(page.get_by_text("Cerró la sesión.")).to_be_visible()
+    r = httpx.post(
+        f"{server.url}/api/auth/refresh", cookies={"taina_refresh": kept["value"]}, timeout=10
+    )
+    assert r.status_code == 401
