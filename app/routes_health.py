@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from pipeline.metrics import render as render_metrics
 
 router = APIRouter(tags=["health"])
 
@@ -47,4 +49,5 @@ async def readyz(request: Request) -> JSONResponse:
 @router.get("/metrics", summary="Prometheus metrics")
 async def metrics(request: Request) -> Response:
     registry = request.app.state.services.metrics.registry
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    # Rendered off the event loop; label sets are closed, so the page stays small.
+    return Response(await render_metrics(registry), media_type=CONTENT_TYPE_LATEST)

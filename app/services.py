@@ -103,6 +103,10 @@ def session_config_from(s: Settings) -> SessionConfig:
         chunk_ms=s.outbound_chunk_ms,
         goodbye_grace_s=s.goodbye_grace_s,
         live_final_timeout_s=s.stt_live_final_timeout_s,
+        max_call_s=s.max_call_seconds,
+        max_turns=s.max_turns_per_call,
+        turns_per_s=s.max_turns_per_second,
+        turn_burst=s.turn_burst,
     )
 
 
@@ -224,7 +228,9 @@ async def build_services(
     await db.migrate()
     closers.append(db.dispose)
     calls = CallRepository(db)
-    recorder = CallRecorder(calls)
+    recorder = CallRecorder(
+        calls, max_pending=settings.records_max_pending, spill_dir=settings.data_dir / "spill"
+    )
     recorder.start()
     closers.append(recorder.stop)
 

@@ -60,6 +60,15 @@ MAX_DTMF_DIGITS = 32
 
 SORRY_NOT_UNDERSTOOD = "Disculpe, no le entendí bien. ¿Me lo puede repetir, por favor?"
 SORRY_PROBLEM = "Disculpe, tuve un inconveniente. ¿Me puede repetir su consulta, por favor?"
+# Limits of one call (issue 13): the caller hears why, in a few words, before the line drops.
+CALL_TOO_LONG = (
+    "Disculpe, hemos llegado al tiempo máximo de esta llamada. "
+    "Si necesita algo más, por favor vuelva a llamarnos. Hasta luego."
+)
+TOO_MANY_TURNS = (
+    "Disculpe, esta llamada ha llegado a su límite. "
+    "Si necesita algo más, por favor vuelva a llamarnos. Hasta luego."
+)
 SORRY_NO_TRANSFER = (
     "En este momento no puedo comunicarle con un agente. "
     "Puede llamarnos de nuevo en horario de oficina. ¿Le ayudo con algo más?"
@@ -112,6 +121,13 @@ class SessionConfig:
     # turn ("Disculpe, no le escuché").
     unheard_min_speech_ms: int = 200
     unheard_max_in_row: int = 2
+    # Bounds of one call (0 = none; the server sets them from its settings): its length,
+    # its caller turns, and caller turns per second (a token bucket of turn_burst), so a
+    # keypad flood can neither flood the call records nor grow the call's memory.
+    max_call_s: float = 0.0
+    max_turns: int = 0
+    turns_per_s: float = 0.0
+    turn_burst: int = 4
 
 
 @dataclass
@@ -198,6 +214,11 @@ class CallSession:
         self._started_mono = time.monotonic()
         self._greeting_t0: float | None = accepted_at
         self._chunk_n = 0
+        self._caller_turns = 0
+        self._turn_tokens = float(config.turn_burst)
+        self._turn_tokens_at = time.monotonic()
+        self._turns_refused = 0
+        self._length_timer: asyncio.TimerHandle | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def start(self, greeting_t0: float | None = None) -> None:
@@ -218,6 +239,10 @@ class CallSession:
                 started_at=self.ctx.started_at or _now(),
             )
         )
+        if self._cfg.max_call_s > 0:
+            self._length_timer = asyncio.get_running_loop().call_later(
+                self._cfg.max_call_s, self._end_for_limit, CALL_TOO_LONG, "max-duration"
+            )
         await self._open_live_stt()
         self._start_reply(self._greeting())
 
@@ -253,6 +278,8 @@ class CallSession:
         self.end_reason = reason
         if self._dtmf_timer:
             self._dtmf_timer.cancel()
+        if self._length_timer:
+            self._length_timer.cancel()
         current = asyncio.current_task()
         if self._bot_turn is not None:
             # A reply still being produced was cut short even when every chunk sent so far
@@ -404,6 +431,12 @@ class CallSession:
                 # The bot had not started talking (or just finished): a real turn that
                 # replaces (or, while transcribing, extends) the one being answered.
                 self._barge_in()
+            if not self._admit_turn():
+                self._cancel_speculation()
+                self._utterance.discard()
+                if self._live is not None:
+                    self._spawn(self._drop_live_text(), "live-drop")
+                return
             audio = self._utterance.finish()
             spec, self._spec_task = self._spec_task, None
             self._start_reply(self._answer(audio, spec, end_of_speech))
@@ -455,9 +488,45 @@ class CallSession:
             self._dtmf_timer.cancel()
             self._dtmf_timer = None
         digits, self._dtmf = self._dtmf, ""
-        if self._closed or not digits:
+        if self._closed or not digits or not self._admit_turn():
             return
         self._start_reply(self._answer(b"", None, time.monotonic(), dtmf=digits))
+
+    def _admit_turn(self) -> bool:
+        """Whether one more caller turn may be answered (and stored). Past the per-call cap
+        the call ends with a notice; beyond the rate the turn is ignored and counted."""
+        if self._ending or self._closed:
+            return False
+        cfg = self._cfg
+        if cfg.max_turns and self._caller_turns >= cfg.max_turns:
+            self._end_for_limit(TOO_MANY_TURNS, "max-turns")
+            return False
+        if cfg.turns_per_s > 0:
+            now = time.monotonic()
+            elapsed = now - self._turn_tokens_at
+            self._turn_tokens = min(cfg.turn_burst, self._turn_tokens + elapsed * cfg.turns_per_s)
+            self._turn_tokens_at = now
+            if self._turn_tokens < 1.0:
+                self._turns_refused += 1
+                self._metrics.turns_refused_total.labels("rate").inc()
+                if self._turns_refused in (1, 10) or self._turns_refused % 1000 == 0:
+                    self._log.warning(
+                        "caller turns beyond %.1f per second ignored (%d so far)",
+                        cfg.turns_per_s,
+                        self._turns_refused,
+                    )
+                return False
+            self._turn_tokens -= 1.0
+        self._caller_turns += 1
+        return True
+
+    def _end_for_limit(self, notice: str, reason: str) -> None:
+        """A bound of the call was reached: say why, hang up, close with ``reason``."""
+        if self._ending or self._closed:
+            return
+        self._metrics.turns_refused_total.labels(reason).inc()
+        self._log.warning("ending the call: %s", reason)
+        self._spawn(self.end_with_notice(notice, reason), reason)
 
     def _cancel_speculation(self) -> None:
         if self._spec_task is not None:

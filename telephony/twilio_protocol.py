@@ -127,7 +127,9 @@ def parse_message(raw: str | bytes, max_bytes: int) -> InboundMessage | Protocol
         return Connected(
             protocol=_str(msg.get("protocol")) or "", version=_str(msg.get("version")) or ""
         )
-    return ProtocolError(f"unknown event {event[:40]!r}", event[:40])
+    # The name is the peer's choice: logged (shortened), but counted as "other" so metric
+    # labels stay a closed set however many names a client invents.
+    return ProtocolError(f"unknown event {event[:40]!r}", "other")
 
 
 def _parse_media(msg: dict[str, Any]) -> Media | ProtocolError:
