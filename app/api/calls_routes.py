@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
@@ -31,6 +31,8 @@ class CallItem(BaseModel):
     outcome: str | None
     turn_count: int
     greeting_ms: float | None
+    # With a transcript search: the first matching line (accent-insensitive), shortened.
+    match: dict[str, Any] | None = None
 
 
 class CallPage(BaseModel):
@@ -108,10 +110,26 @@ async def list_calls(
         "phone": phone or None,
         "text": q or None,
     }
+    await close_abandoned(services)
     calls = await services.calls.list_calls(limit=limit, offset=offset, **filters)
     total = await services.calls.count_calls(**filters)
     redact = Redactor.for_principal(principal)
-    return CallPage(items=[CallItem(**_item(c, redact)) for c in calls], total=total)
+    items = [CallItem(**_item(c, redact)) for c in calls]
+    if q and q.strip():
+        found = await services.calls.search_snippets([c.call_sid for c in calls], q)
+        for item in items:
+            hit = found.get(item.call_sid)
+            if hit is not None:
+                item.match = {**hit, "text": redact.text(hit["text"]) or ""}
+    return CallPage(items=items, total=total)
+
+
+async def close_abandoned(services: ServicesDep) -> None:
+    """Calls open for longer than any call may last lost their process (issue 14: a crashed
+    call stayed "En curso" forever): record them as ended before staff read the list."""
+    limit_s = float(getattr(services.settings, "max_call_seconds", 1800.0) or 1800.0)
+    cutoff = datetime.now().astimezone() - timedelta(seconds=limit_s + 300)
+    await services.calls.close_abandoned(cutoff)
 
 
 EXPORT_HEADER = (
