@@ -11,17 +11,19 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
+    case,
     exists,
     func,
+    literal,
     or_,
     select,
     update,
 )
 
-from app.storage._sql import contains_ci, upsert
+from app.storage._sql import upsert
 from app.storage.database import Database
 from app.storage.errors import UnknownCall
-from app.storage.models import Call, StreamEvent, Turn, utcnow
+from app.storage.models import Booking, Call, StreamEvent, Turn, utcnow
 from app.storage.records import CallDetail, CallSummary, StreamEventRecord, TurnRecord
 
 
@@ -55,6 +57,74 @@ _TURN_COLUMNS = (
     "dtmf",
 )
 _CALL_ID = select(Call.id).where(Call.call_sid == bindparam("sid"))
+
+# End reasons of calls that ended by accident rather than by anyone's choice.
+FAILED_END_REASONS = ("disconnected", "protocol-error", "error", "timeout", "server-lost")
+# A call still "in progress" long after the longest call allowed lost its process (crash,
+# kill -9, power cut): :meth:`CallRepository.close_abandoned` ends it with this reason.
+LOST_END_REASON = "server-lost"
+
+
+# Accented letters folded by transcript search; both backends apply the same table in SQL.
+_ACCENTED = "áàâäéèêëíìîïóòôöúùûüñç"
+_PLAIN = "aaaaeeeeiiiioooouuuunc"
+_FOLD = str.maketrans(_ACCENTED, _PLAIN)
+SNIPPET_CHARS = 140
+
+
+def fold(text: str) -> str:
+    """Lower-case without accents, one character for one (so offsets in the folded text are
+    offsets in the original): "Cédula" → "cedula"."""
+    return text.lower().translate(_FOLD)
+
+
+def _folded_column(db: Database, column: Any) -> Any:
+    if db.is_sqlite:
+        folded = func.taina_casefold(column)  # Unicode-aware lower case (registered UDF)
+        for accented, plain in zip(_ACCENTED, _PLAIN, strict=True):
+            folded = func.replace(folded, accented, plain)
+        return folded
+    return func.translate(func.lower(column), _ACCENTED, _PLAIN)
+
+
+def contains_folded(db: Database, column: Any, needle: str) -> ColumnElement[bool]:
+    """Case- and accent-insensitive substring match: "cedula" finds "Cédula" (issue 14).
+    User wildcards (% and _) match literally."""
+    return _folded_column(db, column).contains(fold(needle), autoescape=True)
+
+
+def snippet(text: str, needle: str, width: int = SNIPPET_CHARS) -> tuple[str, int, int] | None:
+    """A window of ``text`` around the first accent-insensitive match of ``needle``, and the
+    match's start and end inside the window (for highlighting); None without a match."""
+    at = fold(text).find(fold(needle))
+    if at < 0 or not needle:
+        return None
+    start = max(0, at - (width - len(needle)) // 2)
+    end = min(len(text), max(at + len(needle), start + width))
+    start = max(0, min(start, end - width))
+    prefix = "…" if start > 0 else ""
+    suffix = "…" if end < len(text) else ""
+    window = prefix + text[start:end] + suffix
+    begin = len(prefix) + at - start
+    return window, begin, begin + len(needle)
+
+
+def effective_outcome() -> ColumnElement[str | None]:
+    """What happened on the call, as staff read it (issue 14).
+
+    The stored ``outcome`` only says how the assistant ended the call; a booking made during
+    the call is the strongest fact ("booked", whatever the ending), and a call with no stored
+    outcome is classified by how it ended: the caller hanging up before anything was settled
+    ("abandoned") or an accident ("interrupted").
+    """
+    booked = exists().where(Booking.call_sid == Call.call_sid)
+    return case(
+        (booked, literal("booked")),
+        (Call.outcome.is_not(None), Call.outcome),
+        (Call.end_reason == "caller-hangup", literal("abandoned")),
+        (Call.end_reason.in_(FAILED_END_REASONS), literal("interrupted")),
+        else_=Call.outcome,
+    )
 
 
 class CallRepository:
@@ -195,8 +265,9 @@ class CallRepository:
             turns = (
                 await s.scalars(select(Turn).where(Turn.call_id == call.id).order_by(Turn.seq))
             ).all()
+            outcome = await s.scalar(select(effective_outcome()).where(Call.id == call.id))
             return CallDetail(
-                **_summary_fields(call),
+                **{**_summary_fields(call), "outcome": outcome},
                 turn_count=len(turns),
                 stream_sid=call.stream_sid,
                 meta=dict(call.meta or {}),
@@ -217,12 +288,17 @@ class CallRepository:
         """Newest first. ``since`` is inclusive, ``until`` exclusive; ``phone`` matches caller
         or called number; ``text`` searches what was said in any turn."""
         turn_count = select(func.count(Turn.id)).where(Turn.call_id == Call.id).scalar_subquery()
-        stmt: Select[Any] = select(Call, turn_count.label("turn_count"))
+        stmt: Select[Any] = select(
+            Call, turn_count.label("turn_count"), effective_outcome().label("effective")
+        )
         stmt = self._filtered(stmt, since, until, ingress, outcome, phone, text)
         stmt = stmt.order_by(Call.started_at.desc(), Call.id.desc()).limit(limit).offset(offset)
         async with self.db.session() as s:
             rows = (await s.execute(stmt)).all()
-        return [CallSummary(**_summary_fields(c), turn_count=int(n)) for c, n in rows]
+        return [
+            CallSummary(**{**_summary_fields(c), "outcome": eff}, turn_count=int(n))
+            for c, n, eff in rows
+        ]
 
     async def count_calls(
         self,
@@ -255,7 +331,7 @@ class CallRepository:
         if ingress:
             stmt = stmt.where(Call.ingress == ingress)
         if outcome:
-            stmt = stmt.where(Call.outcome == outcome)
+            stmt = stmt.where(effective_outcome() == outcome)
         if phone:
             stmt = stmt.where(
                 or_(
@@ -264,13 +340,66 @@ class CallRepository:
             )
         if text and text.strip():
             # heard_text is a prefix of a bot turn's text and equals a caller turn's text, so
-            # searching ``text`` alone finds both (and uses the trigram index on Postgres).
+            # searching ``text`` alone finds both. Accents are folded on both sides, which the
+            # trigram index cannot serve: a sequential scan of the narrowed turns.
             stmt = stmt.where(
                 exists().where(
-                    and_(Turn.call_id == Call.id, contains_ci(self.db, Turn.text, text.strip()))
+                    and_(Turn.call_id == Call.id, contains_folded(self.db, Turn.text, text.strip()))
                 )
             )
         return stmt
+
+    async def search_snippets(self, call_sids: list[str], text: str) -> dict[str, dict[str, Any]]:
+        """For each listed call, its first turn matching ``text`` (accent-insensitive), as
+        ``{"seq", "speaker", "text": window, "start", "end"}`` for a highlighted snippet."""
+        needle = text.strip()
+        if not call_sids or not needle:
+            return {}
+        stmt = (
+            select(Call.call_sid, Turn.seq, Turn.speaker, Turn.text)
+            .join(Turn, Turn.call_id == Call.id)
+            .where(Call.call_sid.in_(call_sids), contains_folded(self.db, Turn.text, needle))
+            .order_by(Call.call_sid, Turn.seq)
+        )
+        async with self.db.session() as s:
+            rows = (await s.execute(stmt)).all()
+        out: dict[str, dict[str, Any]] = {}
+        for sid, seq, speaker, turn_text in rows:
+            if sid in out:
+                continue
+            found = snippet(turn_text, needle)
+            if found is not None:
+                window, begin, end = found
+                out[sid] = {
+                    "seq": seq,
+                    "speaker": speaker,
+                    "text": window,
+                    "start": begin,
+                    "end": end,
+                }
+        return out
+
+    async def close_abandoned(self, started_before: datetime) -> int:
+        """End calls still open that started before ``started_before`` (older than the longest
+        call allowed: their process died without recording the end). The end time is the last
+        turn's, else the start; the reason is :data:`LOST_END_REASON`. Returns how many."""
+        last_turn = (
+            select(func.max(func.coalesce(Turn.ended_at, Turn.started_at)))
+            .where(Turn.call_id == Call.id)
+            .scalar_subquery()
+        )
+        stmt = (
+            update(Call)
+            .where(Call.ended_at.is_(None), Call.started_at < started_before)
+            .values(
+                ended_at=func.coalesce(last_turn, Call.started_at),
+                end_reason=LOST_END_REASON,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        async with self.db.session(write=True) as s:
+            result = await s.execute(stmt)
+            return int(result.rowcount or 0)
 
     async def list_stream_events(self, call_sid: str) -> list[StreamEventRecord]:
         async with self.db.session() as s:
