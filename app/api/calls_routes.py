@@ -212,6 +212,7 @@ async def export_calls(
     responses={404: {"description": "Llamada desconocida"}},
 )
 async def get_call(call_sid: str, services: ServicesDep, principal: AgentUser) -> CallDetailOut:
+    await close_abandoned(services)
     call = await services.calls.get_call(call_sid)
     if call is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No se encontró la llamada.")
