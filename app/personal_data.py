@@ -168,6 +168,29 @@ def mask_text(text: str) -> str:
     return _RUN.sub(_mask_run, text)
 
 
+def mask_heard(heard: str, text: str) -> str:
+    """What the caller heard of a reply before interrupting it: a prefix of ``text`` that may
+    end in the middle of a number ("Su cédula es cero cero uno, uno dos tres"). The cut part is
+    short of the threshold on its own, so a number that is personal in the whole reply is
+    masked in full here too."""
+    masked = mask_text(heard)
+    if not text.startswith(heard.rstrip()):
+        return masked
+    end = len(heard.rstrip())
+    last = None
+    for last in _RUN.finditer(heard, 0, end):  # noqa: B007  (only the last one matters)
+        pass
+    if last is None or last.end() != end:
+        return masked
+    whole = _RUN.match(text, last.start())
+    digits = _run_digits(last.group(0))
+    if whole is None or len(digits) >= MIN_TEXT_DIGITS:
+        return masked
+    if len(_run_digits(whole.group(0))) < MIN_TEXT_DIGITS or _NOT_PERSONAL.fullmatch(whole[0]):
+        return masked
+    return mask_text(heard[: last.start()]) + MASK * len(digits) + heard[end:]
+
+
 def mask_keyed(dtmf: str) -> str:
     """Keyed digits: menu choices (1–4 digits) as they are; longer entries masked."""
     if sum(ch.isdigit() for ch in dtmf) < MIN_KEYED_DIGITS:
@@ -203,6 +226,12 @@ class Redactor:
             return value
         return mask_number(value)
 
+    def heard(self, heard: str | None, text: str | None) -> str | None:
+        """``heard_text`` of a reply, judged with the whole reply (see ``mask_heard``)."""
+        if self.full or not heard:
+            return heard
+        return mask_heard(heard, text or "")
+
     def dtmf(self, value: str | None) -> str | None:
         if self.full or not value:
             return value
@@ -214,7 +243,11 @@ class Redactor:
         if self.full:
             return value
         if isinstance(value, Mapping):
-            return {k: self.data(v, str(k).lower()) for k, v in value.items()}
+            out = {k: self.data(v, str(k).lower()) for k, v in value.items()}
+            heard, text = value.get("heard_text"), value.get("text")
+            if isinstance(heard, str) and isinstance(text, str):
+                out["heard_text"] = mask_heard(heard, text)
+            return out
         if isinstance(value, list | tuple):
             return [self.data(v, key) for v in value]
         if key in SAFE_KEYS:

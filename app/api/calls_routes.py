@@ -227,7 +227,7 @@ async def get_call(call_sid: str, services: ServicesDep, principal: AgentUser) -
                 seq=t.seq,
                 speaker=t.speaker,
                 text=redact.text(t.text) or "",
-                heard_text=redact.text(t.heard_text),
+                heard_text=redact.heard(t.heard_text, t.text),
                 interrupted=t.interrupted,
                 started_at=t.started_at,
                 ended_at=t.ended_at,
