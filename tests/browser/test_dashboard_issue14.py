@@ -6,13 +6,16 @@ window) and asserts on the page, so it failed before the fix.
 
 from __future__ import annotations
 
+import secrets
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
+from app.storage import TurnRecord
 from tests.browser.conftest import Browser, add_user
-from tests.browser.test_admin_dashboard import ADMIN, AGENT, open_dashboard, sign_in
+from tests.browser.test_admin_dashboard import ADMIN, AGENT, book, open_dashboard, sign_in
 from tests.integration.conftest import instant_engines
 
 expect: Any
@@ -92,3 +95,78 @@ def test_sign_out_revokes_the_renewal_cookie(dashboard_server: Any, browser: Bro
         f"{server.url}/api/auth/refresh", cookies={"taina_refresh": kept["value"]}, timeout=10
     )
     assert r.status_code == 401
+
+
+# --- item 1: outcomes that tell the truth, search that finds -----------------------------------
+
+
+def _call(
+    server: Any,
+    sid: str,
+    texts: list[tuple[str, str]],
+    *,
+    minutes_ago: float = 5,
+    end_reason: str | None = "bot-hangup",
+) -> None:
+    calls = server.services.calls
+    started = datetime.now(UTC) - timedelta(minutes=minutes_ago)
+
+    async def write() -> None:
+        await calls.start_call(sid, "twilio", caller_number="+18095550123", started_at=started)
+        for seq, (speaker, text) in enumerate(texts):
+            await calls.add_turn(sid, TurnRecord(seq=seq, speaker=speaker, text=text))
+        if end_reason is not None:
+            await calls.end_call(
+                sid, ended_at=started + timedelta(seconds=60), end_reason=end_reason
+            )
+
+    server.run(write())
+
+
+def test_outcomes_tell_the_truth_and_search_ignores_accents(
+    dashboard_server: Any, browser: Browser, screenshots: Any
+) -> None:
+    server = dashboard_server(instant_engines())
+    add_user(server, ADMIN, "admin")
+    booked, hung_up, crashed = ("CA" + secrets.token_hex(8) for _ in range(3))
+    _call(
+        server,
+        booked,
+        [("bot", "Buenos días."), ("caller", "Quiero una cita para la cédula el lunes.")],
+        minutes_ago=10,
+    )
+    book(server, booked)
+    _call(server, hung_up, [("bot", "Buenos días.")], minutes_ago=8, end_reason="caller-hangup")
+    # A call whose process died two hours ago: never ended in the database.
+    _call(server, crashed, [("caller", "Hola")], minutes_ago=120, end_reason=None)
+
+    page = browser.page(server)
+    open_dashboard(page, ADMIN)
+    row = page.locator(f'tr[data-call-sid="{booked}"]')
+    expect(row).to_contain_text("Cita reservada")
+    expect(page.locator(f'tr[data-call-sid="{hung_up}"]')).to_contain_text(
+        "Colgó antes de terminar"
+    )
+    dead = page.locator(f'tr[data-call-sid="{crashed}"]')
+    expect(dead).to_contain_text("Interrumpida")
+    expect(dead).not_to_contain_text("En curso")
+
+    page.get_by_label("Resultado").select_option("booked")
+    page.get_by_role("button", name="Filtrar").click()
+    expect(page.get_by_text("1 llamada", exact=True)).to_be_visible()
+    expect(row).to_be_visible()
+
+    page.get_by_role("button", name="Limpiar").click()
+    page.get_by_label("Buscar en transcripciones").fill("cedula")
+    page.get_by_role("button", name="Filtrar").click()
+    expect(page.get_by_text("1 llamada", exact=True)).to_be_visible()
+    snippet = page.locator(f'tr[data-match-for="{booked}"]')
+    expect(snippet).to_contain_text("Quiero una cita para la cédula el lunes.")
+    expect(snippet.locator("mark")).to_have_text("cédula")
+    screenshots(page, "20-busqueda-sin-acentos")
+
+    row.get_by_role("link").click()
+    expect(page.locator("dl.summary")).to_contain_text("Cita reservada")
+    page.goto(f"/admin/#/llamadas/{crashed}")
+    expect(page.locator("dl.summary")).to_contain_text("Se cortó (el servidor se detuvo)")
+    expect(page.get_by_text("Esta llamada está en curso.")).to_have_count(0)

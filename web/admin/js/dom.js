@@ -172,9 +172,11 @@ export function formatBytes(n) {
 // --- labels --------------------------------------------------------------------------------
 
 export const OUTCOMES = {
-  completed: "Completada",
   booked: "Cita reservada",
+  completed: "Atendida",
   transferred: "Transferida a un agente",
+  abandoned: "Colgó antes de terminar",
+  interrupted: "Interrumpida",
 };
 
 export const INGRESSES = {
@@ -192,7 +194,31 @@ export const END_REASONS = {
   "refused-start": "Conexión rechazada",
   timeout: "Tiempo agotado",
   error: "Error del servidor",
+  "server-lost": "Se cortó (el servidor se detuvo)",
+  "max-duration": "Duración máxima alcanzada",
+  "server-shutdown": "El servidor se estaba reiniciando",
 };
+
+/** Lower case without accents, one character for one: offsets carry over to the original. */
+export function fold(text) {
+  return Array.from(String(text), (ch) => ch.normalize("NFD").charAt(0).toLowerCase()).join("");
+}
+
+/** ``text`` with every accent-insensitive occurrence of ``needle`` inside <mark>. */
+export function highlight(text, needle) {
+  const parts = [];
+  const haystack = fold(text);
+  const want = fold(needle.trim());
+  if (!want) return [text];
+  let from = 0;
+  for (let at = haystack.indexOf(want); at >= 0; at = haystack.indexOf(want, from)) {
+    if (at > from) parts.push(text.slice(from, at));
+    parts.push(h("mark", {}, text.slice(at, at + want.length)));
+    from = at + want.length;
+  }
+  if (from < text.length) parts.push(text.slice(from));
+  return parts;
+}
 
 export const BOOKING_STATUSES = {
   confirmed: "Confirmada",

@@ -11,6 +11,7 @@ import {
   formatMs,
   formValues,
   h,
+  highlight,
   INGRESSES,
   label,
   message,
@@ -73,10 +74,17 @@ export async function renderCalls(main, { params, ctx }) {
     offset: (page - 1) * PAGE_SIZE,
   });
   if (!ctx.alive()) return;
-  const rows = data.items.map((c) =>
+  const matchRow = (c) =>
+    c.match
+      ? h("tr", { class: "match-row", dataset: { matchFor: c.call_sid } },
+          h("td", { colspan: "7" },
+            h("span", { class: "match-who" }, c.match.speaker === "bot" ? "Asistente: " : "Persona: "),
+            h("span", { class: "match-text" }, highlight(c.match.text, p.q || ""))))
+      : null;
+  const rows = data.items.flatMap((c) => [
     h(
       "tr",
-      { dataset: { callSid: c.call_sid } },
+      { dataset: { callSid: c.call_sid }, class: c.match ? "has-match" : null },
       h("td", {}, h("a", { href: `#/llamadas/${encodeURIComponent(c.call_sid)}`,
         "aria-label": `Abrir la llamada del ${formatDateTime(c.started_at)}` },
         formatDateTime(c.started_at))),
@@ -87,7 +95,8 @@ export async function renderCalls(main, { params, ctx }) {
       h("td", {}, label(OUTCOMES, c.outcome)),
       h("td", {}, c.ended_at ? label(END_REASONS, c.end_reason) : "—"),
     ),
-  );
+    matchRow(c),
+  ]).filter(Boolean);
   const filtered = Object.keys(p).some((k) => k !== "pagina");
   replace(
     results,
