@@ -11,13 +11,14 @@ Other identity providers plug in as :class:`TokenVerifier` objects in
 answers only for tokens it issued (``iss == "taina"``), so a Supabase verifier appended after
 it sees every other token.
 
-Sign-in attempts are rate limited per client IP and e-mail in memory, so the limit holds per
-server process: with N processes behind a balancer an attacker gets at most N times the limit.
+Sign-in attempts are rate limited per account, per client address and in total, in memory
+(:mod:`app.login_guard`), so the limits hold per server process: with N processes behind a
+balancer an attacker gets at most N times each limit. Password hashing runs in its own small
+bounded pool (:mod:`app.password_pool`), never in the default executor the calls use.
 """
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import logging
 import time
@@ -32,6 +33,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from fastapi import Depends, FastAPI, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from app.password_pool import password_pool
 
 log = logging.getLogger("taina.auth")
 
@@ -91,7 +94,7 @@ class TokenVerifier(Protocol):
 # --- passwords --------------------------------------------------------------------------------
 
 # argon2-cffi's defaults follow RFC 9106's low-memory profile (argon2id, 64 MiB, t=3, p=4):
-# about 50-100 ms on a small server, which is why hashing always runs in a worker thread.
+# about 50-100 ms on a small server, which is why hashing always runs in the password pool.
 _hasher = PasswordHasher()
 
 
@@ -117,16 +120,22 @@ def needs_rehash(password_hash: str) -> bool:
 
 
 async def hash_password_async(password: str) -> str:
-    return await asyncio.to_thread(hash_password, password)
+    """Hash in the password pool; :class:`~app.password_pool.PasswordPoolBusy` when full."""
+    return await password_pool().run(hash_password, password)
 
 
 async def verify_password_async(password_hash: str | None, password: str) -> bool:
-    """Verify in a thread. With no stored hash (unknown user) a dummy hash is checked anyway,
-    so a response's timing does not tell whether an e-mail has an account."""
+    """Verify in the password pool. With no stored hash (unknown user) a dummy hash is
+    checked anyway, so a response's timing does not tell whether an e-mail has an account.
+    Raises :class:`~app.password_pool.PasswordPoolBusy` (429) when the pool is full."""
     if password_hash is None:
-        await asyncio.to_thread(verify_password, _dummy_hash(), password)
+        await password_pool().run(_verify_dummy, password)
         return False
-    return await asyncio.to_thread(verify_password, password_hash, password)
+    return await password_pool().run(verify_password, password_hash, password)
+
+
+def _verify_dummy(password: str) -> bool:
+    return verify_password(_dummy_hash(), password)  # the first call also makes the hash
 
 
 @cache
@@ -218,7 +227,7 @@ def token_verifiers(app: FastAPI) -> list[TokenVerifier]:
 
 
 class LoginRateLimiter:
-    """Sliding-window limit on sign-in attempts per key (client IP + e-mail), in memory.
+    """Sliding-window limit on sign-in attempts per key (an e-mail, a client address, …).
 
     An attempt is counted *before* the password is checked (so parallel guesses cannot slip
     past the limit) and forgotten when the sign-in succeeds: only failures accumulate.
@@ -251,8 +260,26 @@ class LoginRateLimiter:
         self._hits.setdefault(key, hits).append(now)
         return 0.0
 
+    def wait(self, key: str) -> float:
+        """The seconds before ``key`` may try again (0: now), counting nothing."""
+        if self.limit <= 0:
+            return 0.0
+        now = self._clock()
+        hits = self._recent(key, now)
+        if len(hits) >= self.limit:
+            return max(hits[0] + self.window_s - now, 0.001)
+        return 0.0
+
     def reset(self, key: str) -> None:
         self._hits.pop(key, None)
+
+    def refund(self, key: str) -> None:
+        """Take back the latest attempt of ``key`` (it succeeded: only failures count)."""
+        hits = self._hits.get(key)
+        if hits:
+            hits.pop()
+            if not hits:
+                del self._hits[key]
 
     def _recent(self, key: str, now: float) -> deque[float]:
         hits = self._hits.get(key, deque())
@@ -265,15 +292,6 @@ class LoginRateLimiter:
         for key in list(self._hits):
             if not self._recent(key, now):
                 del self._hits[key]
-
-
-def login_limiter(app: FastAPI) -> LoginRateLimiter:
-    limiter: LoginRateLimiter | None = getattr(app.state, "login_limiter", None)
-    if limiter is None:
-        settings = app.state.services.settings
-        limiter = LoginRateLimiter(settings.login_rate_limit, settings.login_rate_window_s)
-        app.state.login_limiter = limiter
-    return limiter
 
 
 # --- FastAPI dependencies ---------------------------------------------------------------------

@@ -25,6 +25,7 @@ from app.body_limit import BodyLimitMiddleware, route_limits
 from app.call_factory import WebhookClock
 from app.forwarded import ForwardedHeadersMiddleware
 from app.live_events import LiveObserver, live_events_from_settings
+from app.password_pool import configure_password_pool
 from app.services import Services, build_services
 from app.settings import Settings
 from app.supabase_auth import supabase_verifier_from_settings
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None, *, engines: Engines | None = No
         PlatformCollector(registry=services.metrics.registry)
         app.state.services = services
         warn_if_unsigned(settings.twilio_auth_token)
+        configure_password_pool(settings.password_hash_workers, settings.password_hash_queue)
         # Everything built so far (models, indexes, catalogs) lives as long as the process:
         # moving it out of the collector's generations keeps full collections — which stop
         # every call at once — short.

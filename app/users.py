@@ -7,18 +7,20 @@ a worker thread, never on the event loop.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from app.auth import ROLES, hash_password_async
 from app.storage.database import Database
 from app.storage.models import AuditLog, RefreshToken, User, utcnow
 
+log = logging.getLogger("taina.audit")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -154,10 +156,27 @@ async def audit(
     action: str,
     target: str | None = None,
     details: dict[str, Any] | None = None,
-) -> None:
-    """Record an admin action ("prompt.activated", "knowledge.uploaded", …)."""
-    async with db.session(write=True) as s:
-        s.add(AuditLog(actor=actor, action=action, target=target, details=details or {}))
+) -> bool:
+    """Record an admin action ("prompt.activated", "knowledge.uploaded", …).
+
+    The action itself has already happened when this runs: a database that cannot take the
+    record (full disk, outage) must not turn it into a 500 the client would retry. The record
+    then goes to the log, at ERROR, whole, and this returns False.
+    """
+    try:
+        async with db.session(write=True) as s:
+            s.add(AuditLog(actor=actor, action=action, target=target, details=details or {}))
+        return True
+    except (OperationalError, OSError) as exc:
+        log.error(
+            "audit record not stored (%s): actor=%r action=%r target=%r details=%r",
+            str(getattr(exc, "orig", exc))[:200],
+            actor,
+            action,
+            target,
+            details,
+        )
+        return False
 
 
 async def list_audit(db: Database, limit: int = 100, action: str | None = None) -> list[AuditEntry]:

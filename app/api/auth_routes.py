@@ -9,7 +9,6 @@ when the old one nears its end, so an active session never expires under its use
 from __future__ import annotations
 
 import logging
-import math
 from typing import Annotated
 
 from fastapi import APIRouter, Cookie, HTTPException, Request, Response, status
@@ -23,10 +22,10 @@ from app.auth import (
     Principal,
     check_password_policy,
     issue_token,
-    login_limiter,
     needs_rehash,
     verify_password_async,
 )
+from app.login_guard import sign_in_guard
 from app.refresh_tokens import COOKIE_NAME, COOKIE_PATH, RefreshRejected
 from app.services import Services
 from app.storage.models import User
@@ -79,25 +78,15 @@ async def login(
 ) -> LoginResponse:
     settings = services.settings
     email = normalize_email(body.email)
-    key = f"{client_ip(request)}|{email}"
-    limiter = login_limiter(request.app)
-    wait = limiter.attempt(key)
-    if wait > 0:
-        seconds = math.ceil(wait)
-        log.warning("sign-in rate limited for %s from %s", email, client_ip(request))
-        raise HTTPException(
-            status.HTTP_429_TOO_MANY_REQUESTS,
-            detail=(
-                f"Demasiados intentos de inicio de sesión. Intente de nuevo en {seconds} segundos."
-            ),
-            headers={"Retry-After": str(seconds)},
-        )
+    ip = client_ip(request)
+    guard = sign_in_guard(request.app)
+    guard.admit(ip, email)  # 429 before any query or hash (app/login_guard.py)
     user = await get_by_email(services.db, email)
     stored = user.password_hash if user is not None else None
     if not await verify_password_async(stored, body.password) or user is None:
-        log.info("failed sign-in for %s from %s", email, client_ip(request))
+        log.info("failed sign-in for %r from %s", email[:80], ip)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail=MSG_BAD_CREDENTIALS)
-    limiter.reset(key)
+    guard.succeeded(ip, email)
     if stored is not None and needs_rehash(stored):
         await set_password(services.db, email, body.password, end_sessions=False)
     raw, _ = await refresh_tokens.issue(
