@@ -1,8 +1,9 @@
 """The admin REST API under ``/api`` (OpenAPI at ``/docs``).
 
 Roles: admin does everything; agent reads calls, bookings, analytics, prompts and knowledge
-documents; citizen (and anyone without a valid token) gets 403 (401) on every endpoint except
-``POST /api/auth/login`` and ``GET /api/auth/me``.
+documents, tags and notes calls, acts on bookings (cancel, reschedule, attendance) and uses
+the quality report (issue 14); citizen (and anyone without a valid token) gets 403 (401) on
+every endpoint except ``POST /api/auth/login`` and ``GET /api/auth/me``.
 """
 
 from fastapi import APIRouter
@@ -11,9 +12,12 @@ from app.api import (
     analytics_routes,
     auth_routes,
     bookings_routes,
+    calendar_routes,
     calls_routes,
     knowledge_routes,
     prompts_routes,
+    quality_routes,
+    review_routes,
 )
 
 # JSON bodies here are small (the longest is a prompt); the cap keeps a stranger from making the
@@ -28,6 +32,9 @@ for _module in (
     prompts_routes,
     knowledge_routes,
     analytics_routes,
+    review_routes,
+    calendar_routes,
+    quality_routes,
 ):
     router.include_router(_module.router)
 

@@ -1,0 +1,205 @@
+"""Quality work: the report of questions the assistant misunderstood or could not answer,
+the tags in use, and "probar una pregunta" (what the assistant would answer, and from which
+passage).
+
+Roles: agents and admins. Question texts are callers' words, so digits in them are masked for
+agents like every transcript (``app.personal_data``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from datetime import datetime, time, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, status
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from app.api.analytics_routes import question_key
+from app.api.deps import ApiRoute, ServicesDep, office_tz
+from app.api.review_routes import tag_counts
+from app.auth import AgentUser
+from app.personal_data import Redactor
+from app.quality import NO_WORDS, classify, exchanges, try_question
+from app.storage.models import Call, CallTag, Turn
+
+router = APIRouter(prefix="/quality", tags=["quality"], route_class=ApiRoute)
+
+MAX_GROUPS = 50
+CALLS_PER_GROUP = 10
+KIND_LABELS = {"no_entendida": "No entendida", "sin_respuesta": "Sin respuesta"}
+
+
+class CallRef(BaseModel):
+    call_sid: str
+    started_at: datetime
+
+
+class ProblemGroup(BaseModel):
+    text: str  # the most common spelling of the question
+    kind: str  # no_entendida | sin_respuesta
+    kind_label: str
+    count: int  # how many times it was said (and missed)
+    calls: list[CallRef]  # newest first, at most CALLS_PER_GROUP
+    call_count: int
+
+
+class TagCount(BaseModel):
+    tag: str
+    count: int
+
+
+class QualityReport(BaseModel):
+    days: int
+    since: datetime
+    caller_turns: int  # what callers said in the window (turns with words or unheard)
+    misunderstood: int
+    unanswered: int
+    groups: list[ProblemGroup]
+    tags: list[TagCount]
+    tagged_calls: dict[str, list[CallRef]]  # tag → its calls in the window, newest first
+
+
+class TryIn(BaseModel):
+    question: str = Field(min_length=1, max_length=500)
+
+
+class TryPassage(BaseModel):
+    source: str
+    heading: str
+    score: float | None
+    text: str
+    used: bool
+
+
+class TryOut(BaseModel):
+    question: str
+    answer: str
+    brain: str
+    passages: list[TryPassage]
+    tools: list[str]
+
+
+@router.get(
+    "/report", response_model=QualityReport, summary="Preguntas no entendidas o sin respuesta"
+)
+async def report(
+    services: ServicesDep,
+    principal: AgentUser,
+    days: Annotated[int, Query(ge=1, le=366)] = 30,
+) -> QualityReport:
+    tz = office_tz(services)
+    first_day = datetime.now(tz).date() - timedelta(days=days - 1)
+    since = datetime.combine(first_day, time(0), tzinfo=tz)
+    stmt = (
+        select(Call.call_sid, Call.started_at, Turn)
+        .join(Turn, Turn.call_id == Call.id)
+        .where(Call.started_at >= since)
+        .order_by(Call.id, Turn.seq)
+    )
+    async with services.db.session() as s:
+        rows = (await s.execute(stmt)).all()
+        tag_rows = (
+            await s.execute(
+                select(CallTag.tag, Call.call_sid, Call.started_at)
+                .join(Call, CallTag.call_id == Call.id)
+                .where(Call.started_at >= since)
+                .order_by(Call.started_at.desc())
+            )
+        ).all()
+
+    by_call: dict[str, tuple[datetime, list[Any]]] = {}
+    for sid, started, turn in rows:
+        by_call.setdefault(sid, (started, []))[1].append(turn)
+
+    redact = Redactor.for_principal(principal)
+    spellings: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+    calls: dict[tuple[str, str], dict[str, datetime]] = defaultdict(dict)
+    caller_turns = misunderstood = unanswered = 0
+    for sid, (started, turns) in by_call.items():
+        for ex in exchanges(sid, started, turns):
+            caller_turns += 1
+            kind = classify(ex.caller, ex.reply)
+            if kind is None:
+                continue
+            if kind == "no_entendida":
+                misunderstood += 1
+            else:
+                unanswered += 1
+            text = " ".join((ex.caller.text or "").split()) or NO_WORDS
+            key = (kind, question_key(text) or text)
+            spellings[key][text] += 1
+            calls[key][sid] = started
+
+    ranked = sorted(spellings.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))
+    groups = []
+    for key, variants in ranked[:MAX_GROUPS]:
+        kind = key[0]
+        refs = sorted(calls[key].items(), key=lambda kv: kv[1], reverse=True)
+        groups.append(
+            ProblemGroup(
+                text=redact.text(variants.most_common(1)[0][0]) or "",
+                kind=kind,
+                kind_label=KIND_LABELS[kind],
+                count=sum(variants.values()),
+                calls=[CallRef(call_sid=s, started_at=t) for s, t in refs[:CALLS_PER_GROUP]],
+                call_count=len(refs),
+            )
+        )
+    tagged: dict[str, list[CallRef]] = defaultdict(list)
+    for tag, sid, started in tag_rows:
+        if len(tagged[tag]) < CALLS_PER_GROUP:
+            tagged[tag].append(CallRef(call_sid=sid, started_at=started))
+    tag_total = Counter(tag for tag, _, _ in tag_rows)
+    return QualityReport(
+        days=days,
+        since=since,
+        caller_turns=caller_turns,
+        misunderstood=misunderstood,
+        unanswered=unanswered,
+        groups=groups,
+        tags=[TagCount(tag=t, count=n) for t, n in tag_total.most_common()],
+        tagged_calls=dict(tagged),
+    )
+
+
+@router.get("/tags", response_model=list[TagCount], summary="Etiquetas en uso (sugerencias)")
+async def tags(services: ServicesDep, _: AgentUser) -> list[TagCount]:
+    return [TagCount(tag=t, count=n) for t, n in await tag_counts(services)]
+
+
+@router.post(
+    "/try",
+    response_model=TryOut,
+    summary="Probar una pregunta: lo que respondería el asistente y de qué pasaje",
+    responses={504: {"description": "El asistente tardó demasiado"}},
+)
+async def try_a_question(body: TryIn, services: ServicesDep, principal: AgentUser) -> TryOut:
+    question = " ".join(body.question.split())
+    if not question:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="Escriba una pregunta.")
+    try:
+        trial = await try_question(services.engines.brain, question)
+    except TimeoutError:
+        raise HTTPException(
+            status.HTTP_504_GATEWAY_TIMEOUT,
+            detail="El asistente tardó demasiado en responder. Intente de nuevo.",
+        ) from None
+    redact = Redactor.for_principal(principal)
+    return TryOut(
+        question=question,
+        answer=redact.text(trial.answer) or "",
+        brain=trial.brain,
+        passages=[
+            TryPassage(
+                source=p["source"],
+                heading=p["heading"],
+                score=p["score"] if isinstance(p["score"], int | float) else None,
+                text=p["text"],
+                used=p["used"],
+            )
+            for p in trial.passages
+        ],
+        tools=trial.tools,
+    )

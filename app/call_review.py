@@ -1,0 +1,155 @@
+"""What happened on a call, turn by turn: where each turn sits in the recording, where the
+time of each reply went, and which knowledge passages an answer came from.
+
+Everything here is derived from what the session already stores with each turn (timings in
+milliseconds, tool calls with their results, wall-clock start and end), so it works for every
+call recorded since those fields exist, with no second copy to keep in sync.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from pipeline.brain.tools import SEARCH_KNOWLEDGE
+
+# The stages of one reply, in the order they happen: end of turn → transcript → brain's first
+# sentence → voice's first audio → plumbing; their sum is (about) first_byte_ms.
+STAGES: tuple[tuple[str, str], ...] = (
+    ("endpoint_ms", "Fin de turno"),
+    ("stt_wait_ms", "Transcripción"),
+    ("brain_first_sentence_ms", "Asistente"),
+    ("tts_first_audio_ms", "Voz"),
+    ("overhead_ms", "Resto"),
+)
+MAX_PASSAGES = 3
+
+
+@dataclass(frozen=True)
+class Passage:
+    source: str
+    heading: str
+    score: float | None
+    used: bool  # the passage the answer was read from (the first hit of a search)
+
+
+@dataclass(frozen=True)
+class TurnReview:
+    seq: int
+    speaker: str
+    start_s: float | None  # seconds from the recording's (or call's) start
+    end_s: float | None
+    first_byte_ms: float | None
+    stages: dict[str, float]
+    slow: bool
+    passages: list[Passage] = field(default_factory=list)
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _seconds(at: datetime | None, origin: datetime) -> float | None:
+    if at is None:
+        return None
+    return round(max((at - origin).total_seconds(), 0.0), 2)
+
+
+def audible_span(turn: Any) -> tuple[datetime | None, datetime | None]:
+    """When this turn could be heard on the line.
+
+    Caller turns: ``started_at`` is when the caller started speaking and ``audio_ms`` how long
+    the utterance was. Bot turns: the row's ``started_at`` is when the reply began to be
+    prepared (after the transcript); its audio went out ``first_byte_ms`` after the caller's
+    end of speech, of which ``endpoint_ms + stt_wait_ms`` had passed already.
+    """
+    timings = turn.timings or {}
+    start, end = turn.started_at, turn.ended_at
+    if start is None:
+        return None, end
+    if turn.speaker == "caller":
+        audio_ms = _num(timings.get("audio_ms"))
+        if audio_ms is not None:
+            end = start + timedelta(milliseconds=audio_ms)
+        return start, end
+    first_byte = _num(timings.get("first_byte_ms"))
+    if first_byte is not None:
+        before = (_num(timings.get("endpoint_ms")) or 0.0) + (
+            _num(timings.get("stt_wait_ms")) or 0.0
+        )
+        start = start + timedelta(milliseconds=max(first_byte - before, 0.0))
+    if end is not None and end < start:
+        end = start
+    return start, end
+
+
+def passages_of(tools: list[Any]) -> list[Passage]:
+    """The knowledge passages a turn's searches returned; the first hit of a search that gave
+    an answer is the one spoken."""
+    out: list[Passage] = []
+    seen: set[tuple[str, str]] = set()
+    for tool in tools or []:
+        if not isinstance(tool, dict) or tool.get("name") != SEARCH_KNOWLEDGE:
+            continue
+        result = tool.get("result")
+        if not isinstance(result, dict) or "error" in result:
+            continue
+        for i, hit in enumerate(result.get("hits") or []):
+            if not isinstance(hit, dict):
+                continue
+            key = (str(hit.get("source") or ""), str(hit.get("heading") or ""))
+            if not key[0] or key in seen:
+                continue
+            seen.add(key)
+            out.append(
+                Passage(
+                    source=key[0],
+                    heading=key[1],
+                    score=_num(hit.get("score")),
+                    used=i == 0 and bool(result.get("answer")),
+                )
+            )
+    out.sort(key=lambda p: not p.used)  # the spoken passage first, the others as found
+    return out[: max(MAX_PASSAGES, sum(p.used for p in out))]
+
+
+def review_turns(turns: list[Any], origin: datetime, slow_turn_ms: float) -> list[TurnReview]:
+    """One row per turn: position in the recording, stage timings, slow mark, passages."""
+    rows: list[TurnReview] = []
+    for turn in turns:
+        timings = turn.timings or {}
+        start, end = audible_span(turn)
+        first_byte = _num(timings.get("first_byte_ms")) if turn.speaker == "bot" else None
+        stages = {
+            key: round(v, 1)
+            for key, _ in STAGES
+            if (v := _num(timings.get(key))) is not None and turn.speaker == "bot"
+        }
+        # The greeting (seq 0) is measured from the call's start, not from a caller's turn.
+        slow = bool(first_byte is not None and turn.seq > 0 and first_byte > slow_turn_ms)
+        rows.append(
+            TurnReview(
+                seq=turn.seq,
+                speaker=turn.speaker,
+                start_s=_seconds(start, origin),
+                end_s=_seconds(end, origin),
+                first_byte_ms=round(first_byte, 1) if first_byte is not None else None,
+                stages=stages,
+                slow=slow,
+                passages=passages_of(turn.tools) if turn.speaker == "bot" else [],
+            )
+        )
+    return rows
+
+
+def recording_origin(meta: dict[str, Any], call_started_at: datetime) -> datetime:
+    """The wall-clock time of the recording's first sample, or the call's start."""
+    info = meta.get("recording") if isinstance(meta, dict) else None
+    raw = info.get("started_at") if isinstance(info, dict) else None
+    if isinstance(raw, str):
+        try:
+            return datetime.fromisoformat(raw)
+        except ValueError:
+            pass
+    return call_started_at

@@ -1,0 +1,135 @@
+"""Shared by the call review, calendar and quality API tests: a real server under uvicorn on
+SQLite and, when ``TEST_DATABASE_URL`` is set, on a scratch PostgreSQL database; a local
+webhook receiver standing in for the external booking system.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from app.main import create_app
+from pipeline.session import Engines
+from tests.integration.conftest import LiveServer, instant_engines, settings_for
+from tests.integration.test_admin_api import TEST_DATABASE_URL, Api, ensure_api
+
+
+async def _pg_admin(statement: str) -> None:
+    import asyncpg
+
+    assert TEST_DATABASE_URL
+    url = make_url(TEST_DATABASE_URL)
+    conn = await asyncpg.connect(
+        user=url.username,
+        password=url.password,
+        host=url.host or "127.0.0.1",
+        port=url.port or 5432,
+        database=url.database,
+    )
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """None (the SQLite file in the data dir) or a scratch PostgreSQL database."""
+    if request.param == "sqlite":
+        yield None
+        return
+    if not TEST_DATABASE_URL:
+        pytest.skip("TEST_DATABASE_URL is not set: the PostgreSQL variant is skipped")
+    name = f"taina_staff_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(TEST_DATABASE_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def staff_api(tmp_path: Path, database_url: str | None) -> Iterator[Callable[..., Api]]:
+    """``make(engines=None, **settings)``: a started server with the API on the chosen
+    database, and a sync client for it."""
+    started: list[tuple[LiveServer, Api]] = []
+
+    def make(engines: Engines | None = None, **overrides: Any) -> Api:
+        if database_url is not None:
+            overrides.setdefault("database_url", database_url)
+        settings = settings_for(tmp_path / f"staff{len(started)}", **overrides)
+        app = create_app(settings, engines=engines or instant_engines())
+        ensure_api(app)
+        server = LiveServer(app).start()
+        client = Api(server)
+        started.append((server, client))
+        return client
+
+    yield make
+    for server, client in started:
+        client.close()
+        server.stop()
+
+
+class WebhookReceiver:
+    """An HTTP server on loopback that records every POST (headers and JSON body)."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        self._cond = threading.Condition()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                with outer._cond:
+                    outer.received.append(
+                        {"headers": dict(self.headers), "raw": body, "json": json.loads(body)}
+                    )
+                    outer._cond.notify_all()
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+
+    def wait_for(self, event: str, timeout: float = 15.0) -> dict[str, Any]:
+        """The first delivery of ``event`` (waits for it)."""
+
+        def found() -> dict[str, Any] | None:
+            return next((r for r in self.received if r["json"].get("event") == event), None)
+
+        with self._cond:
+            self._cond.wait_for(lambda: found() is not None, timeout)
+            hit = found()
+        assert hit is not None, f"webhook {event} never arrived: {self.received}"
+        return hit
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def webhook() -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver()
+    yield receiver
+    receiver.close()
