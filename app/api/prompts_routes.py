@@ -34,6 +34,13 @@ class PromptList(BaseModel):
     active_version: int | None = Field(description="None: se usa el prompt incorporado")
     items: list[PromptItem]  # newest first
     default_text: str  # the built-in prompt, used while no version is active
+    llm_configured: bool = Field(
+        description="False: las llamadas las responde el motor sin conexión y el prompt no "
+        "tiene efecto hasta que se configure un modelo de lenguaje (OPENAI_API_KEY)"
+    )
+    rollback_version: int | None = Field(
+        description="La versión a la que volvería «rollback» (None: no hay anterior)"
+    )
 
 
 class PromptCreate(BaseModel):
@@ -62,11 +69,21 @@ async def _version(services: ServicesDep, version: int) -> PromptItem:
 async def list_prompts(services: ServicesDep, _: AgentUser) -> PromptList:
     versions = await services.prompts.list_versions()
     active = next((v.version for v in versions if v.active), None)
+    earlier = [v.version for v in versions if active is not None and v.version < active]
     return PromptList(
         active_version=active,
         items=[_item(v) for v in versions],
         default_text=services.prompts.default,
+        llm_configured=llm_configured(services),
+        rollback_version=max(earlier) if earlier else None,
     )
+
+
+def llm_configured(services: ServicesDep) -> bool:
+    """Whether calls are answered by a language model, the only brain that reads the prompt
+    (the offline dialogue engine has its own fixed wording)."""
+    brain = getattr(services.engines, "brain", None)
+    return brain is not None and getattr(brain, "name", "offline") != "offline"
 
 
 @router.post(
@@ -112,6 +129,17 @@ async def rollback_prompt(services: ServicesDep, user: AdminUser) -> PromptItem:
         services.db, user.email, "prompt.rolled_back", f"v{version}", {"from_version": before}
     )
     return await _version(services, version)
+
+
+@router.post(
+    "/default",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Volver al texto incorporado: ninguna versión queda activa",
+)
+async def use_default_prompt(services: ServicesDep, user: AdminUser) -> None:
+    before = await services.prompts.active_version()
+    await services.prompts.use_default()
+    await audit(services.db, user.email, "prompt.default", "default", {"from_version": before})
 
 
 @router.post(

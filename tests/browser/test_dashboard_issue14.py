@@ -6,6 +6,7 @@ window) and asserts on the page, so it failed before the fix.
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from datetime import UTC, datetime, timedelta
@@ -170,3 +171,62 @@ def test_outcomes_tell_the_truth_and_search_ignores_accents(
     page.goto(f"/admin/#/llamadas/{crashed}")
     expect(page.locator("dl.summary")).to_contain_text("Se cortó (el servidor se detuvo)")
     expect(page.get_by_text("Esta llamada está en curso.")).to_have_count(0)
+
+
+# --- item 1: the prompt editor tells the truth -------------------------------------------------
+
+LONG_START = (
+    "Usted es TAINA, la asistente de la oficina de servicios al ciudadano. Responda con "
+    "cortesía y en frases cortas.\n"
+)
+
+
+def test_prompt_editor_without_llm_diff_rollback_and_built_in(
+    dashboard_server: Any, browser: Browser, screenshots: Any
+) -> None:
+    server = dashboard_server(instant_engines())  # the offline brain: no language model
+    add_user(server, ADMIN, "admin")
+    page = browser.page(server)
+    conflicts: list[str] = []
+    page.on("response", lambda r: conflicts.append(r.url) if r.status == 409 else None)
+    open_dashboard(page, ADMIN)
+    page.get_by_role("link", name="Instrucciones del asistente").click()
+    expect(page.get_by_text("no hay un modelo de lenguaje configurado")).to_be_visible()
+
+    editor = page.get_by_label("Texto de las instrucciones")
+    editor.fill(LONG_START + "Salude siempre por la mañana.")
+    page.get_by_role("button", name="Guardar nueva versión").click()
+    expect(page.locator("#prompt-status")).to_contain_text("no tendrá efecto")
+    expect(page.locator("#prompt-active")).to_have_text(
+        "Versión seleccionada: v1 (sin efecto sin modelo de lenguaje)"
+    )
+    expect(page.locator('tr[data-version="1"]')).not_to_contain_text("Activa")
+    # Only one version: nothing to roll back to, so the button is not offered (no 409).
+    expect(page.locator("#prompt-rollback")).to_be_disabled()
+
+    editor.fill(LONG_START + "Despídase con el nombre de la oficina.")
+    page.get_by_role("button", name="Guardar nueva versión").click()
+    expect(page.locator("#prompt-status")).to_contain_text("Se guardó la versión 2")
+    v1 = page.locator('tr[data-version="1"] .preview')
+    v2 = page.locator('tr[data-version="2"] .preview')
+    expect(v2).to_have_text("Despídase con el nombre de la oficina.")
+    assert v1.inner_text() != v2.inner_text()
+
+    page.locator('tr[data-version="2"]').get_by_role("button", name="Comparar").click()
+    diff = page.locator("#prompt-diff")
+    expect(diff).to_contain_text("Versión 2 frente a la versión 1")
+    expect(diff.locator("li.diff-add")).to_have_text(
+        re.compile("Despídase con el nombre de la oficina.")
+    )
+    expect(diff.locator("li.diff-del")).to_have_text(re.compile("Salude siempre por la mañana."))
+    screenshots(page, "21-instrucciones-diferencias")
+
+    page.get_by_role("button", name="Volver a la versión anterior").click()
+    expect(page.locator("#prompt-status")).to_have_text("Se volvió a la versión 1.")
+    expect(page.locator("#prompt-rollback")).to_be_disabled()
+    page.get_by_role("button", name="Usar el texto incorporado").click()
+    expect(page.locator("#prompt-active")).to_have_text(
+        "Se usa el texto incorporado (ninguna versión activa)."
+    )
+    assert server.run(server.services.prompts.active()) == server.services.prompts.default
+    assert conflicts == []

@@ -285,6 +285,7 @@ export async function signIn(email, password) {
 export async function signOut() {
   const wasLocal = session?.source === "local";
   clearSession();
+  sessionStorage.removeItem("taina.admin.promptDraft"); // a draft is kept only across expiry
   if (wasLocal) {
     try {
       // Revokes the refresh cookie server-side: this sign-in cannot be renewed any more.
