@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import tempfile
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +25,9 @@ from typing import Any
 from knowledge.chunking import source_files
 
 DATA_SUBDIR = "knowledge_data"
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}\.md$")
+# Letters of any alphabet (accents included: "licencia_conducción.md"), digits, "_" and "-":
+# no dots, slashes, spaces or control characters, so a name can never leave the folder.
+_SAFE_NAME = re.compile(r"^[^\W_][\w-]{0,99}\.md$")
 _TITLE = re.compile(r"^#\s+(.+?)\s*#*\s*$", re.MULTILINE)
 _HEADING_WITH_TEXT = re.compile(r"^#{1,6}[ \t]+\S.*\n+\s*[^#\s]", re.MULTILINE)
 
@@ -98,13 +101,19 @@ def _copy_documents(source: Path, target: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def document_name(filename: str | None) -> str:
+    """The stored name of an uploaded file: NFC-normalized (macOS sends "ó" decomposed), so
+    one name is one file whatever the browser's platform."""
+    return unicodedata.normalize("NFC", (filename or "").strip())
+
+
 def validate_upload(filename: str | None, data: bytes, max_bytes: int) -> str:
     """The document's text, or :class:`UploadRejected` saying what is wrong with it."""
-    name = (filename or "").strip()
-    if not _SAFE_NAME.match(name):
+    name = document_name(filename)
+    if not _SAFE_NAME.fullmatch(name):
         raise UploadRejected(
-            "Nombre de archivo no válido: use letras, números, guiones y la extensión .md "
-            "(por ejemplo, horarios_navidad.md)."
+            "Nombre de archivo no válido: use letras (con o sin tilde), números, guiones y la "
+            "extensión .md, sin espacios ni puntos (por ejemplo, licencia_conducción.md)."
         )
     if len(data) > max_bytes:
         raise UploadRejected(
