@@ -229,8 +229,8 @@ class PipelineMetrics:
             ),
             turns_refused_total=ClosedCounter(
                 "taina_turns_refused_total",
-                "Caller turns not answered (rate: beyond turns per second) and calls ended by a "
-                "bound (max-turns, max-duration)",
+                "Caller input ignored (rate: keys and turns beyond the turns per second) and calls "
+                "ended by a bound (max-turns, max-duration)",
                 ["reason"],
                 registry=reg,
             ),

@@ -372,6 +372,8 @@ class CallSession:
     def feed_dtmf(self, digit: str) -> None:
         if self._closed or self._ending or digit not in DTMF_KEYS:
             return
+        if self._over_turn_rate():
+            return  # a keypad flood: keys are ignored (no barge-in) until a turn is allowed
         if self._reply_task is not None and not self._reply_task.done():
             self._barge_in()
         if digit == "#":
@@ -501,23 +503,32 @@ class CallSession:
         if cfg.max_turns and self._caller_turns >= cfg.max_turns:
             self._end_for_limit(TOO_MANY_TURNS, "max-turns")
             return False
+        if self._over_turn_rate():
+            return False
         if cfg.turns_per_s > 0:
-            now = time.monotonic()
-            elapsed = now - self._turn_tokens_at
-            self._turn_tokens = min(cfg.turn_burst, self._turn_tokens + elapsed * cfg.turns_per_s)
-            self._turn_tokens_at = now
-            if self._turn_tokens < 1.0:
-                self._turns_refused += 1
-                self._metrics.turns_refused_total.labels("rate").inc()
-                if self._turns_refused in (1, 10) or self._turns_refused % 1000 == 0:
-                    self._log.warning(
-                        "caller turns beyond %.1f per second ignored (%d so far)",
-                        cfg.turns_per_s,
-                        self._turns_refused,
-                    )
-                return False
             self._turn_tokens -= 1.0
         self._caller_turns += 1
+        return True
+
+    def _over_turn_rate(self) -> bool:
+        """True (and counted) when the caller has used up its turns per second."""
+        cfg = self._cfg
+        if cfg.turns_per_s <= 0:
+            return False
+        now = time.monotonic()
+        elapsed = now - self._turn_tokens_at
+        self._turn_tokens = min(cfg.turn_burst, self._turn_tokens + elapsed * cfg.turns_per_s)
+        self._turn_tokens_at = now
+        if self._turn_tokens >= 1.0:
+            return False
+        self._turns_refused += 1
+        self._metrics.turns_refused_total.labels("rate").inc()
+        if self._turns_refused in (1, 10) or self._turns_refused % 1000 == 0:
+            self._log.warning(
+                "caller input beyond %.1f turns per second ignored (%d so far)",
+                cfg.turns_per_s,
+                self._turns_refused,
+            )
         return True
 
     def _end_for_limit(self, notice: str, reason: str) -> None:
