@@ -1,4 +1,4 @@
-"""The office's knowledge documents: list, upload (Markdown) and reindex.
+"""The office's knowledge documents: list, read, download, upload (Markdown), delete, reindex.
 
 An upload only writes the file; searches keep using the loaded index until
 ``POST /api/knowledge/reindex`` swaps in a new one (atomically, while calls go on). Several
@@ -14,8 +14,9 @@ import logging
 from collections import Counter
 from datetime import datetime
 from typing import Annotated
+from urllib.parse import quote
 
-from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, status
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Request, Response, status
 from pydantic import BaseModel
 from sqlalchemy import delete, select
 from starlette.datastructures import UploadFile
@@ -26,6 +27,7 @@ from app.auth import AdminUser, AgentUser
 from app.knowledge_files import (
     DocumentFile,
     UploadRejected,
+    document_name,
     list_documents,
     upload_dir,
     validate_upload,
@@ -109,8 +111,15 @@ async def _sync_table(services: Services, docs: list[DocumentFile]) -> None:
         for path, doc in by_path.items():
             row = rows.get(path)
             if row is None:
+                # First seen: the file's own modification time (a copied folder keeps it), not
+                # "now", or the first upload would date every document to that moment.
                 s.add(
-                    KnowledgeDocument(path=path, sha256=doc.sha256, title=doc.title, updated_at=now)
+                    KnowledgeDocument(
+                        path=path,
+                        sha256=doc.sha256,
+                        title=doc.title,
+                        updated_at=min(doc.modified_at, now),
+                    )
                 )
             elif row.sha256 != doc.sha256 or row.title != doc.title:
                 row.sha256, row.title, row.updated_at = doc.sha256, doc.title, now
@@ -215,7 +224,7 @@ async def upload_document(request: Request, services: ServicesDep, user: AdminUs
             )
         data = await upload.read(limit + 1)
         text = validate_upload(upload.filename, data, limit)
-        name = str(upload.filename).strip()
+        name = document_name(upload.filename)
     except UploadRejected as exc:
         raise HTTPException(exc.status_code, detail=exc.detail) from None
     finally:
@@ -240,6 +249,74 @@ async def upload_document(request: Request, services: ServicesDep, user: AdminUs
         {"sha256": document.sha256, "bytes": document.size, "folder": str(folder)},
     )
     return UploadOut(document=document, replaced=replaced)
+
+
+def _find(docs: list[DocumentFile], name: str) -> DocumentFile:
+    wanted = document_name(name)
+    for doc in docs:
+        if doc.path == wanted:
+            return doc
+    raise HTTPException(status.HTTP_404_NOT_FOUND, detail="No existe ese documento.")
+
+
+@router.get(
+    "/documents/{name}",
+    summary="El texto de un documento (Markdown); con download=true, como archivo",
+    response_class=Response,
+    responses={200: {"content": {"text/markdown": {}}}, 404: {"description": "No existe"}},
+)
+async def read_document(
+    name: str,
+    services: ServicesDep,
+    _: AgentUser,
+    download: Annotated[bool, Query(description="Descargar como archivo")] = False,
+) -> Response:
+    folder = services.knowledge.source_dir
+    doc = _find(await asyncio.to_thread(list_documents, folder), name)
+    data = await asyncio.to_thread((folder / doc.path).read_bytes)
+    disposition = "attachment" if download else "inline"
+    return Response(
+        content=data,
+        media_type="text/markdown; charset=utf-8",
+        headers={
+            # RFC 6266/5987: the UTF-8 name for browsers, an ASCII fallback for the rest.
+            "Content-Disposition": f'{disposition}; filename="{quote(doc.path)}"; '
+            f"filename*=UTF-8''{quote(doc.path)}",
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+@router.delete(
+    "/documents/{name}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Borrar un documento (las llamadas lo usan hasta el próximo reindexado)",
+    responses={404: {"description": "No existe"}, 409: {"description": "Es el último"}},
+)
+async def delete_document(
+    name: str, request: Request, services: ServicesDep, user: AdminUser
+) -> None:
+    kb = services.knowledge
+    async with _lock(request.app):
+        _find(await asyncio.to_thread(list_documents, kb.source_dir), name)
+        try:
+            # Never delete from the packaged folder: work on the office's writable copy.
+            folder = await asyncio.to_thread(upload_dir, services.settings, kb.source_dir)
+        except UploadRejected as exc:
+            raise HTTPException(exc.status_code, detail=exc.detail) from None
+        kb.source_dir = folder
+        docs = await asyncio.to_thread(list_documents, folder)
+        doc = _find(docs, name)
+        if len(docs) == 1:
+            raise HTTPException(
+                status.HTTP_409_CONFLICT,
+                detail="No se puede borrar el último documento: el asistente se quedaría sin "
+                "base de conocimiento.",
+            )
+        await asyncio.to_thread((folder / doc.path).unlink)
+        await _documents(services, sync=True)
+    await audit(services.db, user.email, "knowledge.deleted", doc.path, {"sha256": doc.sha256})
 
 
 @router.post(

@@ -10,6 +10,7 @@ import re
 import secrets
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -230,3 +231,56 @@ def test_prompt_editor_without_llm_diff_rollback_and_built_in(
     )
     assert server.run(server.services.prompts.active()) == server.services.prompts.default
     assert conflicts == []
+
+
+# --- item 1: knowledge documents can be read, downloaded and deleted ---------------------------
+
+ACCENTED = "licencia_conducción.md"
+ACCENTED_TEXT = "# Licencia de conducir\n\nPara renovar la licencia lleve la cédula vigente.\n"
+
+
+def test_knowledge_documents_view_download_delete_and_dates(
+    dashboard_server: Any, browser: Browser, screenshots: Any
+) -> None:
+    server = dashboard_server(instant_engines())
+    add_user(server, ADMIN, "admin")
+    page = browser.page(server)
+    open_dashboard(page, ADMIN)
+    page.get_by_role("link", name="Base de conocimiento").click()
+    documents = page.get_by_role("region", name="Documentos")
+    expect(documents.locator("tbody tr").first).to_be_visible()
+    before = {
+        row.get_attribute("data-doc"): row.locator("td").nth(3).inner_text()
+        for row in documents.locator("tbody tr").all()
+    }
+    assert len(before) >= 2
+
+    page.get_by_label("Archivo Markdown (.md, hasta 200 KB)").set_input_files(
+        files=[{"name": ACCENTED, "mimeType": "text/markdown", "buffer": ACCENTED_TEXT.encode()}]
+    )
+    page.get_by_role("button", name="Subir documento").click()
+    expect(page.locator("#knowledge-status")).to_contain_text(f"Se subió «{ACCENTED}».")
+    new_row = documents.locator(f'tr[data-doc="{ACCENTED}"]')
+    expect(new_row).to_be_visible()
+    # The first upload did not re-date the other documents.
+    after = {
+        row.get_attribute("data-doc"): row.locator("td").nth(3).inner_text()
+        for row in documents.locator("tbody tr").all()
+    }
+    assert {k: after[k] for k in before} == before
+
+    page.get_by_role("button", name=f"Ver {ACCENTED}").click()
+    expect(page.locator("#kb-viewer pre")).to_have_text(ACCENTED_TEXT.strip() + "\n")
+    with page.expect_download() as info:
+        page.get_by_role("button", name=f"Descargar {ACCENTED}").click()
+    download = info.value
+    assert download.suggested_filename == ACCENTED
+    assert Path(download.path()).read_text(encoding="utf-8") == ACCENTED_TEXT
+    screenshots(page, "22-conocimiento-ver")
+
+    page.get_by_role("button", name=f"Borrar {ACCENTED}").click()
+    page.get_by_role("button", name="Sí, borrar").click()
+    expect(page.locator("#knowledge-status")).to_contain_text(f"Se borró «{ACCENTED}».")
+    expect(new_row).to_have_count(0)
+    folder = server.services.knowledge.source_dir
+    assert not (folder / ACCENTED).exists()

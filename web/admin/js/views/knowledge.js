@@ -1,4 +1,6 @@
-// Base de conocimiento: the office's Markdown documents, upload and reindex.
+// Base de conocimiento: the office's Markdown documents: read, download, upload, delete and
+// reindex. Reading and downloading go through the API with the session's token (a plain link
+// could not send it), so the text is fetched and shown or saved from memory.
 
 import { get, isAdmin, post, request } from "../api.js";
 import { formatBytes, formatDateTime, h, message, replace, table } from "../dom.js";
@@ -16,24 +18,92 @@ export async function renderKnowledge(main, { ctx }) {
     body,
   );
   const say = (kind, text) => replace(status, message(kind, text));
+  const viewer = h("div", { id: "kb-viewer" });
+  const docUrl = (path) => `/api/knowledge/documents/${encodeURIComponent(path)}`;
+
+  async function show(d) {
+    const res = await request(docUrl(d.path), { raw: true });
+    const text = await res.text();
+    if (!ctx.alive()) return;
+    const close = h("button", { type: "button", class: "button button-small" }, "Cerrar");
+    close.addEventListener("click", () => replace(viewer));
+    replace(viewer, h("section", { class: "card", "aria-labelledby": "kb-view-title" },
+      h("div", { class: "card-head" }, h("h2", { id: "kb-view-title" }, d.path), close),
+      h("pre", { class: "doc-text", tabindex: "0", "aria-label": `Texto de ${d.path}` }, text)));
+    viewer.querySelector("h2").setAttribute("tabindex", "-1");
+    viewer.querySelector("h2").focus();
+  }
+
+  async function download(d) {
+    const res = await request(`${docUrl(d.path)}?download=true`, { raw: true });
+    const url = URL.createObjectURL(await res.blob());
+    const link = h("a", { href: url, download: d.path, hidden: true });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  }
+
+  function askDelete(d, cell) {
+    const yes = h("button", { type: "button", class: "button button-danger button-small" }, "Sí, borrar");
+    const no = h("button", { type: "button", class: "button button-small" }, "Cancelar");
+    const before = [...cell.childNodes];
+    replace(cell, h("span", { role: "group", "aria-label": `Confirmar borrado de ${d.path}` },
+      `¿Borrar «${d.path}»? `, yes, " ", no));
+    no.addEventListener("click", () => { replace(cell, ...before); before[0]?.focus?.(); });
+    yes.addEventListener("click", async () => {
+      yes.disabled = true;
+      try {
+        await request(docUrl(d.path), { method: "DELETE" });
+        await load();
+        say("ok", `Se borró «${d.path}». Reindexe para que el asistente deje de usarlo.`);
+      } catch (err) {
+        if (err?.status !== 401) say("error", err.message);
+        replace(cell, ...before);
+      }
+    });
+    yes.focus();
+  }
+
+  const guard = (work) => async () => {
+    try {
+      await work();
+    } catch (err) {
+      if (err?.status !== 401) say("error", err.message);
+    }
+  };
 
   async function load() {
     const data = await get("/api/knowledge");
     if (!ctx.alive()) return;
     const admin = isAdmin();
-    const rows = data.documents.map((d) =>
-      h("tr", {},
+    const rows = data.documents.map((d) => {
+      const actions = h("td", { class: "actions" });
+      const view = h("button", { type: "button", class: "button button-small",
+        "aria-label": `Ver ${d.path}`, onclick: guard(() => show(d)) }, "Ver");
+      const save = h("button", { type: "button", class: "button button-small",
+        "aria-label": `Descargar ${d.path}`, onclick: guard(() => download(d)) }, "Descargar");
+      const remove = admin
+        ? h("button", { type: "button", class: "button button-small",
+            "aria-label": `Borrar ${d.path}`, onclick: () => askDelete(d, actions) }, "Borrar")
+        : null;
+      actions.append(view, " ", save, remove ? " " : "", remove || "");
+      return h("tr", { dataset: { doc: d.path } },
         h("th", { scope: "row" }, h("code", {}, d.path)),
         h("td", {}, d.title || "—"),
         h("td", { class: "num" }, d.sections ? String(d.sections) : h("span", { class: "badge badge-warn" }, "sin indexar")),
         h("td", { class: "num" }, formatBytes(d.size)),
-        h("td", {}, formatDateTime(d.updated_at))));
+        h("td", {}, formatDateTime(d.updated_at)),
+        actions);
+    });
 
     const file = h("input", { type: "file", id: "kb-file", name: "file", accept: ".md,text/markdown" });
     const upload = h("button", { type: "submit", class: "button button-primary" }, "Subir documento");
     const uploadForm = h("form", { class: "upload-form", "aria-labelledby": "up-title" },
       h("h2", { id: "up-title" }, "Subir un documento"),
-      h("div", { class: "field" }, h("label", { for: "kb-file" }, "Archivo Markdown (.md, hasta 200 KB)"), file),
+      h("div", { class: "field" }, h("label", { for: "kb-file" }, "Archivo Markdown (.md, hasta 200 KB)"), file,
+        h("p", { class: "muted", id: "kb-file-help" },
+          "El nombre puede llevar tildes (p. ej. licencia_conducción.md), sin espacios ni puntos.")),
       upload);
     uploadForm.addEventListener("submit", async (event) => {
       event.preventDefault();
@@ -84,8 +154,9 @@ export async function renderKnowledge(main, { ctx }) {
       admin ? h("section", { class: "card" }, uploadForm) : null,
       h("section", { class: "card", "aria-labelledby": "docs-title" },
         h("h2", { id: "docs-title" }, `Documentos (${data.documents.length})`),
-        table("Documentos", ["Archivo", "Título", "Secciones", "Tamaño", "Actualizado"], rows,
+        table("Documentos", ["Archivo", "Título", "Secciones", "Tamaño", "Actualizado", "Acciones"], rows,
           { empty: "No hay documentos." })),
+      viewer,
     );
   }
 
