@@ -61,12 +61,16 @@ _DIGIT_WORDS: dict[str, str] = {
     "nueve": "9",
 }
 _WORD = "|".join(sorted(_DIGIT_WORDS, key=len, reverse=True))
-_TOKEN = rf"(?:\d+|(?:{_WORD})(?!\w))"
+_TOKEN = rf"(?:\d+|(?<!\w)(?:{_WORD})(?!\w))"
 # Between the parts of one number: spaces, dashes, dots, commas, slashes, brackets (at most 3).
 _SEP = r"[\s\-.,/()]{1,3}"
-# A run of digit tokens. It must not start inside a word or an identifier ("a716-4466…" of a
-# UUID, "web-1234…" of a call id) and must end at a word boundary.
-_RUN = re.compile(rf"(?<![\w\-]){_TOKEN}(?:{_SEP}{_TOKEN})*(?!\w)", re.IGNORECASE)
+# A run of digit tokens, never starting or ending inside a longer digit sequence. Digits glued to
+# letters count ("cédula00112345678"); identifiers are told apart afterwards (``_IDENTIFIER``).
+_RUN = re.compile(rf"(?<!\d){_TOKEN}(?:{_SEP}{_TOKEN})*(?!\d)", re.IGNORECASE)
+# A long unbroken token of ASCII letters, digits, "_" and "-" around a run is an identifier
+# (a UUID, a Twilio call SID, a hash), not something a person said.
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+MIN_IDENTIFIER_CHARS = 20
 # Runs that are numbers but not personal: dates and amounts with thousands separators.
 _NOT_PERSONAL = re.compile(
     r"\d{4}-\d{1,2}-\d{1,2}"  # 2025-03-01
@@ -152,10 +156,35 @@ def _run_digits(run: str) -> str:
     )
 
 
+_HEX = frozenset("0123456789abcdefABCDEF-_")
+
+
+def _in_identifier(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` sits in an identifier: a token of 20+ characters that is
+    hexadecimal (with dashes) after at most a short prefix — a UUID, a Twilio SID ("CA…"), a
+    web call id ("web-…"). Digits glued to Spanish words ("cédula00112345678") are not."""
+    if any(ch not in _ID_CHARS for ch in text[start:end]):
+        return False
+    while start > 0 and text[start - 1] in _ID_CHARS:
+        start -= 1
+    while end < len(text) and text[end] in _ID_CHARS:
+        end += 1
+    token = text[start:end]
+    if len(token) < MIN_IDENTIFIER_CHARS:
+        return False
+    letters = len(token) - len(token.lstrip("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"))
+    prefix, rest = token[:letters], token[letters:]
+    if len(prefix) > 4 and not set(prefix) <= _HEX:
+        return False
+    return set(rest) <= _HEX and any(ch.isalpha() for ch in rest)
+
+
 def _mask_run(m: re.Match[str]) -> str:
     run = m.group(0)
     digits = _run_digits(run)
     if len(digits) < MIN_TEXT_DIGITS or _NOT_PERSONAL.fullmatch(run):
+        return run
+    if _in_identifier(m.string, m.start(), m.end()):
         return run
     return MASK * (len(digits) - KEEP_DIGITS) + digits[-KEEP_DIGITS:]
 

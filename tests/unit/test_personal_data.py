@@ -1,0 +1,120 @@
+"""The masking rules of app/personal_data.py on the shapes numbers take in a call."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from app.personal_data import Redactor, mask_heard, mask_keyed, mask_number, mask_text
+
+
+@pytest.mark.parametrize(
+    ("said", "shown"),
+    [
+        ("Mi cédula es 001-1234567-8, gracias", "Mi cédula es *******5678, gracias"),
+        ("0 0 1 1 2 3 4 5 6 7 8", "*******5678"),
+        ("0 0 1, 1 2 3 4 5 6 7, 8", "*******5678"),  # as speakable() writes it
+        ("cero cero uno, uno dos tres cuatro cinco seis siete, ocho", "*******5678"),
+        ("Cero cero uno 1234567 ocho", "*******5678"),  # words and digits mixed
+        (
+            "mi número es 8095550100 y mi cédula 00112345678",
+            "mi número es ******0100 y mi cédula *******5678",
+        ),
+        ("llámeme al +1 809 555 0100", "llámeme al +*******0100"),
+        ("(809) 555-0100", "(******0100"),
+        ("809.555.0100", "******0100"),
+        ("40,212,345,678", "*******5678"),  # a cédula as a transcriber may group it
+        ('{"cedula": "00112345678"}', '{"cedula": "*******5678"}'),
+        ("555-0100", "***0100"),  # a local number
+        ("cédula00112345678", "cédula*******5678"),  # glued by the transcriber
+        ("cero0000000", "cero***0000"),
+        ("uno00000000000000000", "uno*************0000"),  # words, not an id
+    ],
+)
+def test_numbers_in_text_are_masked(said: str, shown: str) -> None:
+    assert mask_text(said) == shown
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "una cita para las 8 y 30",
+        "el 2025-03-01 a las 10",
+        "2030-03-01T08:00:00-04:00",
+        "cuesta RD$1,500,000.00",
+        "uuid 550e8400-e29b-41d4-a716-446655440000",
+        "web-1234567890abcdef",  # a web call id
+        "CA1234567890123456789012345678abcd",  # a Twilio call SID
+        "TA-7K3P9",
+        "dos o tres personas",
+        "cero cero uno",  # the first group alone is not a number of anyone
+        "abren de 8 a 4, de lunes a viernes",
+    ],
+)
+def test_other_numbers_stay(text: str) -> None:
+    assert mask_text(text) == text
+
+
+def test_keyed_digits_and_number_fields() -> None:
+    assert mask_keyed("00112345678#") == "*******5678#"
+    assert mask_keyed("1") == "1" and mask_keyed("12#") == "12#"
+    assert mask_keyed("12345") == "*2345"
+    assert mask_number("+18095550100") == "+*******0100"
+    assert mask_number("001-1234567-8") == "***-****567-8"
+    assert mask_number("123") == "***" and mask_number("anonymous") == "anonymous"
+
+
+def test_heard_text_cut_mid_number_is_masked_whole() -> None:
+    reply = "Su cédula es cero cero uno, uno dos tres cuatro cinco seis siete, ocho."
+    assert mask_heard("Su cédula es cero cero uno, uno dos tres", reply) == "Su cédula es ******"
+    assert mask_heard("Son las 8", "Son las 8 y media") == "Son las 8"
+
+
+def test_admins_see_everything_agents_do_not() -> None:
+    tool = {"arguments": {"cedula": 112345678, "slot_id": 3}, "result": "al 8095550100"}
+    assert Redactor(full=True).data(tool) == tool
+    assert Redactor(full=False).data(tool) == {
+        "arguments": {"cedula": "*****5678", "slot_id": 3},
+        "result": "al ******0100",
+    }
+
+
+_LONG_RUN = re.compile(r"\d(?:[\s\-.,/()]{0,3}\d){6,}")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from(["cero", "uno", "dos", "nueve", " ", "-", ", ", ".", "x", "é"]),
+            st.text(alphabet="0123456789", min_size=1, max_size=12),
+        ),
+        max_size=40,
+    )
+)
+def test_no_long_digit_run_survives(parts: list[str]) -> None:
+    """Whatever the mix, an agent never reads 7 digits of one number in a row (dates and
+    amounts with thousands separators excepted, which are not personal; and identifiers, runs
+    hexadecimal tokens of 20+ characters, which these parts cannot build)."""
+    text = "".join(parts)
+    for m in _LONG_RUN.finditer(mask_text(text)):
+        digits = re.sub(r"\D", "", m.group(0))
+        assert re.fullmatch(
+            r"\d{1,3}(?:[.,]\d{3}){1,2}(?:[.,]\d{1,2})?", m.group(0)
+        ) or re.fullmatch(r"\d{4}-\d{1,2}-\d{1,2}|\d{1,2}/\d{1,2}/\d{4}", m.group(0)), (
+            text,
+            m.group(0),
+            digits,
+        )
+
+
+def test_hostile_text_is_linear() -> None:
+    """A 100 KB transcript built to make a backtracking pattern explode is masked quickly."""
+    hostile = "1 " * 25_000 + "a" + "cero, " * 8_000 + "x" + "-1" * 10_000
+    start = time.perf_counter()
+    mask_text(hostile)
+    assert time.perf_counter() - start < 1.0
