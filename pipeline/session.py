@@ -182,6 +182,9 @@ class CallSession:
         preroll_ms = config.speech_pad_ms + config.turn.min_speech_ms
         self._utterance = UtteranceBuffer(math.ceil(preroll_ms / self._window_ms))
         self._inbuf = bytearray()
+        # Caller audio received so far (bytes at the pipeline rate): the call's own timeline, the
+        # one a recording is laid on, so turns carry where they sit in it (``stream_at_ms``).
+        self._in_bytes = 0
         self._live: LiveTranscriber | None = None
         self._live_wire = False  # the live transcriber takes the transport's own audio format
         self._out_rate = int(getattr(sink, "output_rate", config.sample_rate))
@@ -350,6 +353,7 @@ class CallSession:
             self._live.send(wire if self._live_wire and wire is not None else pcm16)
         buf = self._inbuf
         buf += pcm16
+        self._in_bytes += len(pcm16)
         wb = self._window_bytes
         while len(buf) >= wb:
             window = bytes(buf[:wb])
@@ -441,7 +445,8 @@ class CallSession:
                 return
             audio = self._utterance.finish()
             spec, self._spec_task = self._spec_task, None
-            self._start_reply(self._answer(audio, spec, end_of_speech))
+            at_ms = max(self._stream_ms() - len(audio) * 1000.0 / (2 * self._cfg.sample_rate), 0.0)
+            self._start_reply(self._answer(audio, spec, end_of_speech, at_ms=at_ms))
 
     def _on_live_endpoint(self) -> None:
         """The STT provider thinks the utterance ended. Whichever of it and the VAD decides
@@ -586,6 +591,7 @@ class CallSession:
         spec: asyncio.Task[Transcript] | None,
         end_of_speech: float,
         dtmf: str = "",
+        at_ms: float | None = None,
     ) -> None:
         turn_end = time.monotonic()
         timings: dict[str, float] = {"endpoint_ms": (turn_end - end_of_speech) * 1000}
@@ -633,6 +639,7 @@ class CallSession:
                 ended_at=wall_end,
                 timings={
                     "audio_ms": len(audio) / 2 / self._cfg.sample_rate * 1000,
+                    **({"stream_at_ms": at_ms} if at_ms is not None else {}),
                     **({"unheard": 1.0} if not text and not dtmf else {}),
                 },
                 dtmf=dtmf,
@@ -757,6 +764,7 @@ class CallSession:
             on_sent = None
             if not turn.audio_sent:
                 turn.audio_sent = True
+                turn.timings["stream_at_ms"] = self._stream_ms()
                 on_sent = self._first_byte_callback(turn)
             self._sink.send_audio(piece, mark, on_sent)
 
@@ -806,6 +814,10 @@ class CallSession:
                     self._metrics.stage_seconds.labels("overhead").observe(overhead_ms / 1000)
 
         return on_sent
+
+    def _stream_ms(self) -> float:
+        """Milliseconds of caller audio received so far."""
+        return self._in_bytes * 1000.0 / (2 * self._cfg.sample_rate)
 
     def _chunk_counter(self) -> int:
         self._chunk_n += 1
