@@ -6,7 +6,9 @@ the socket's sending side, so a barge-in ``clear`` can drop audio that has not g
 and nothing is ever sent after the socket closed.
 
 A bad message is logged with the call id and ignored; a stream that keeps sending them is
-closed. Nothing one stream does can raise out of this class.
+closed. Inbound audio is paced to real time and fed in bounded slices, and a stream that keeps
+sending faster than real time is closed (telephony/inbound_audio.py, shared with the browser
+transport). Nothing one stream does can raise out of this class.
 """
 
 from __future__ import annotations
@@ -19,10 +21,16 @@ from typing import Any, Protocol
 from starlette.websockets import WebSocket
 
 from pipeline.metrics import PipelineMetrics
-from telephony.audio_codec import StreamResampler, mulaw_to_pcm16
 from telephony.bad_messages import BadMessages
+from telephony.inbound_audio import (
+    DEFAULT_FLOOD_LIMIT_MS,
+    DEFAULT_FORGIVE_RATIO,
+    DEFAULT_JITTER_MS,
+    FLOOD_REASON,
+    InboundAudio,
+    receive_loop,
+)
 from telephony.twilio_protocol import (
-    Connected,
     Dtmf,
     MarkEcho,
     Media,
@@ -80,6 +88,9 @@ class TwilioMediaStream:
         metrics: PipelineMetrics,
         session_factory: SessionFactory,
         transfer_handler: TransferHandler | None = None,
+        jitter_ms: float = DEFAULT_JITTER_MS,
+        flood_limit_ms: float = DEFAULT_FLOOD_LIMIT_MS,
+        forgive_ratio: float = DEFAULT_FORGIVE_RATIO,
     ) -> None:
         self._ws = ws
         self._rate = pipeline_rate
@@ -87,15 +98,22 @@ class TwilioMediaStream:
         self._metrics = metrics
         self._factory = session_factory
         self._transfer_handler = transfer_handler
-        self._in_resampler = StreamResampler(8000, pipeline_rate)
+        self._inbound = InboundAudio(
+            "twilio",
+            wire_rate=8000,
+            wire_encoding="mulaw",
+            pipeline_rate=pipeline_rate,
+            metrics=metrics,
+            jitter_ms=jitter_ms,
+            flood_limit_ms=flood_limit_ms,
+            forgive_ratio=forgive_ratio,
+        )
         self._out = WebSocketOutbox(ws, "twilio-writer")
         self._session: SessionLike | None = None
         self._start: Start | None = None
         self.stream_sid: str | None = None
         self.call_sid: str | None = None
         self._next_ts: int | None = None
-        self._fed_ms = 0.0  # inbound audio given to the session since start (heard + filled)
-        self._started_mono = time.monotonic()
         self._closing = False
         self._log: logging.LoggerAdapter[logging.Logger] = logging.LoggerAdapter(
             log, {"call_id": "-"}
@@ -148,39 +166,39 @@ class TwilioMediaStream:
         )
 
     async def _receive_loop(self) -> str:
-        ws = self._ws
-        while True:
-            message = await ws.receive()
-            if message["type"] == "websocket.disconnect":
-                return "caller-hangup" if self._start else "disconnected"
-            raw = message.get("text")
-            if raw is None:
-                raw = message.get("bytes") or b""
-            parsed = parse_message(raw, self._max_bytes)
-            if isinstance(parsed, Media):
-                self._on_media(parsed)
-            elif isinstance(parsed, ProtocolError):
-                if self._bad_message(parsed.reason, parsed.event or "invalid"):
-                    return "protocol-error"
-            elif isinstance(parsed, MarkEcho):
-                if self._check_sid(parsed.stream_sid, "mark") and self._session:
-                    self._session.mark_played(parsed.name)
-            elif isinstance(parsed, Dtmf):
-                if self._check_sid(parsed.stream_sid, "dtmf") and self._session:
-                    self._session.feed_dtmf(parsed.digit)
-            elif isinstance(parsed, Start):
-                outcome = await self._on_start(parsed)
-                if outcome is not None:
-                    return outcome
-            elif isinstance(parsed, Stop):
-                if self._check_sid(parsed.stream_sid, "stop"):
-                    return "caller-hangup"
-            elif isinstance(parsed, Connected):
-                pass
-            if self._session is not None and self._session.is_closed:
-                return "bot-hangup"
+        return await receive_loop(
+            self._ws,
+            self._on_message,
+            inbound=self._inbound,
+            started=lambda: self._start is not None,
+            session=lambda: self._session,
+            log=self._log,
+        )
 
-    def _on_media(self, media: Media) -> None:
+    async def _on_message(self, message: dict[str, Any]) -> str | None:
+        raw = message.get("text")
+        if raw is None:
+            raw = message.get("bytes") or b""
+        parsed = parse_message(raw, self._max_bytes)
+        if isinstance(parsed, Media):
+            await self._on_media(parsed)
+        elif isinstance(parsed, ProtocolError):
+            if self._bad_message(parsed.reason, parsed.event or "invalid"):
+                return "protocol-error"
+        elif isinstance(parsed, MarkEcho):
+            if self._check_sid(parsed.stream_sid, "mark") and self._session:
+                self._session.mark_played(parsed.name)
+        elif isinstance(parsed, Dtmf):
+            if self._check_sid(parsed.stream_sid, "dtmf") and self._session:
+                self._session.feed_dtmf(parsed.digit)
+        elif isinstance(parsed, Start):
+            return await self._on_start(parsed)
+        elif isinstance(parsed, Stop):
+            if self._check_sid(parsed.stream_sid, "stop"):
+                return "caller-hangup"
+        return None
+
+    async def _on_media(self, media: Media) -> None:
         if self._session is None:
             self._bad_message("media before start", "media")
             return
@@ -190,23 +208,13 @@ class TwilioMediaStream:
         if media.timestamp_ms is not None:
             if self._next_ts is not None:
                 gap = media.timestamp_ms - self._next_ts
-                if 20 <= gap <= MAX_GAP_FILL_MS and self._clock_allows(gap):
-                    # Lost packets: keep the VAD's clock honest with silence.
-                    self._fed_ms += gap
-                    self._session.feed_audio(
-                        bytes(gap * 2 * self._rate // 1000), wire=bytes([0xFF]) * (gap * 8)
-                    )
+                if 20 <= gap <= MAX_GAP_FILL_MS:
+                    # Lost packets: keep the VAD's clock honest with silence — only as much
+                    # as real time has made (timestamps jumping a second on every message
+                    # must not make one stream feed the VAD at 50 times real time).
+                    self._inbound.feed_silence(int(self._inbound.admit_silence(gap)), self._rate)
             self._next_ts = media.timestamp_ms + len(payload) // 8
-        self._fed_ms += len(payload) / 8
-        self._session.feed_audio(self._in_resampler.process(mulaw_to_pcm16(payload)), wire=payload)
-
-    def _clock_allows(self, gap_ms: int) -> bool:
-        """Silence fills only holes real time has made: audio fed (heard plus filled) never
-        runs more than MAX_GAP_FILL_MS ahead of the wall clock since start. Timestamps that
-        jump by a second on every message would otherwise make one stream feed the VAD ~50
-        times real time."""
-        elapsed_ms = (time.monotonic() - self._started_mono) * 1000
-        return self._fed_ms + gap_ms <= elapsed_ms + MAX_GAP_FILL_MS
+        await self._inbound.feed(self._inbound.admit(payload))
 
     async def _on_start(self, start: Start) -> str | None:
         if self._start is not None:
@@ -224,7 +232,7 @@ class TwilioMediaStream:
             await self._close_socket(1008)
             return "refused"
         self._session = session
-        self._started_mono = time.monotonic()
+        self._inbound.attach(session, start.call_sid)
         await session.start(self.accepted_at)
         return None
 
@@ -249,7 +257,7 @@ class TwilioMediaStream:
         self._closing = True
         if self._session is not None:
             await self._session.close(reason)
-        await self._out.shutdown(1000 if reason != "protocol-error" else 1008)
+        await self._out.shutdown(1008 if reason in ("protocol-error", FLOOD_REASON) else 1000)
 
     def describe(self) -> dict[str, Any]:
         return {"call_sid": self.call_sid, "stream_sid": self.stream_sid, "bad": self._bad.count}

@@ -8,8 +8,9 @@ both sides and the conversation's state (escuchando / pensando / hablando).
 
 Abuse limits: a frame larger than ``max_frame_bytes`` closes the stream at once (1009); more
 than ``max_messages_per_s`` messages in a second are dropped and counted as bad; a stream with
-more than ``max_bad_messages`` bad messages is closed (1008). Nothing one stream does can
-raise out of this class.
+more than ``max_bad_messages`` bad messages is closed (1008); audio is paced to real time and a
+stream that keeps sending it faster is closed (1008, telephony/inbound_audio.py, shared with
+the Twilio transport). Nothing one stream does can raise out of this class.
 """
 
 from __future__ import annotations
@@ -25,8 +26,15 @@ from starlette.websockets import WebSocket
 
 from pipeline.metrics import PipelineMetrics
 from pipeline.records import CallInfo, TurnRecord
-from telephony.audio_codec import StreamResampler
 from telephony.bad_messages import BadMessages
+from telephony.inbound_audio import (
+    DEFAULT_FLOOD_LIMIT_MS,
+    DEFAULT_FORGIVE_RATIO,
+    DEFAULT_JITTER_MS,
+    FLOOD_REASON,
+    InboundAudio,
+    receive_loop,
+)
 from telephony.web_protocol import (
     WIRE_RATE,
     Audio,
@@ -91,6 +99,9 @@ class WebMediaStream:
         metrics: PipelineMetrics,
         session_factory: WebSessionFactory,
         call_id: str | None = None,
+        jitter_ms: float = DEFAULT_JITTER_MS,
+        flood_limit_ms: float = DEFAULT_FLOOD_LIMIT_MS,
+        forgive_ratio: float = DEFAULT_FORGIVE_RATIO,
     ) -> None:
         self._ws = ws
         self._max_frame = max_frame_bytes
@@ -98,7 +109,16 @@ class WebMediaStream:
         self._metrics = metrics
         self._factory = session_factory
         self.call_id = call_id or new_call_id()
-        self._in_resampler = StreamResampler(WIRE_RATE, pipeline_rate)
+        self._inbound = InboundAudio(
+            "web",
+            wire_rate=WIRE_RATE,
+            wire_encoding="pcm16",
+            pipeline_rate=pipeline_rate,
+            metrics=metrics,
+            jitter_ms=jitter_ms,
+            flood_limit_ms=flood_limit_ms,
+            forgive_ratio=forgive_ratio,
+        )
         self._out = WebSocketOutbox(ws, f"web-writer-{self.call_id}")
         self._session: SessionLike | None = None
         self._started = False
@@ -184,45 +204,45 @@ class WebMediaStream:
         )
 
     async def _receive_loop(self) -> str:
-        ws = self._ws
-        while True:
-            message = await ws.receive()
-            if message["type"] == "websocket.disconnect":
-                return "caller-hangup" if self._started else "disconnected"
-            if not self._within_rate():
-                if self._bad_message("more messages per second than allowed", "rate"):
+        return await receive_loop(
+            self._ws,
+            self._on_message,
+            inbound=self._inbound,
+            started=lambda: self._started,
+            session=lambda: self._session,
+            log=self._log,
+        )
+
+    async def _on_message(self, message: dict[str, Any]) -> str | None:
+        if not self._within_rate():
+            if self._bad_message("more messages per second than allowed", "rate"):
+                return "protocol-error"
+            return None
+        parsed = parse_client_message(message.get("text"), message.get("bytes"), self._max_frame)
+        if isinstance(parsed, Audio):
+            if self._session is None:
+                if self._bad_message("audio before start", "audio"):
                     return "protocol-error"
-                continue
-            parsed = parse_client_message(
-                message.get("text"), message.get("bytes"), self._max_frame
-            )
-            if isinstance(parsed, Audio):
-                if self._session is None:
-                    if self._bad_message("audio before start", "audio"):
-                        return "protocol-error"
-                else:
-                    self._session.feed_audio(self._in_resampler.process(parsed.pcm16))
-            elif isinstance(parsed, MarkPlayed):
-                self._on_mark(parsed.name)
-            elif isinstance(parsed, ProtocolError):
-                if parsed.fatal:
-                    self._log.warning("closing web stream: %s", parsed.reason)
-                    self._metrics.bad_messages_total.labels("web", parsed.kind).inc()
-                    await self._close_socket(1009)
-                    return "protocol-error"
-                if self._bad_message(parsed.reason, parsed.kind):
-                    return "protocol-error"
-            elif isinstance(parsed, DtmfDigit):
-                if self._session is not None:
-                    self._session.feed_dtmf(parsed.digit)
-            elif isinstance(parsed, StartRequest):
-                outcome = await self._on_start(parsed)
-                if outcome is not None:
-                    return outcome
-            elif isinstance(parsed, HangupRequest):
-                return "caller-hangup"
-            if self._session is not None and self._session.is_closed:
-                return "bot-hangup"
+            else:
+                await self._inbound.feed(self._inbound.admit(parsed.pcm16))
+        elif isinstance(parsed, MarkPlayed):
+            self._on_mark(parsed.name)
+        elif isinstance(parsed, ProtocolError):
+            if parsed.fatal:
+                self._log.warning("closing web stream: %s", parsed.reason)
+                self._metrics.bad_messages_total.labels("web", parsed.kind).inc()
+                await self._close_socket(1009)
+                return "protocol-error"
+            if self._bad_message(parsed.reason, parsed.kind):
+                return "protocol-error"
+        elif isinstance(parsed, DtmfDigit):
+            if self._session is not None:
+                self._session.feed_dtmf(parsed.digit)
+        elif isinstance(parsed, StartRequest):
+            return await self._on_start(parsed)
+        elif isinstance(parsed, HangupRequest):
+            return "caller-hangup"
+        return None
 
     def _within_rate(self) -> bool:
         now = time.monotonic()
@@ -255,6 +275,7 @@ class WebMediaStream:
             await self._close_socket(1013)
             return "refused"
         self._session = session
+        self._inbound.attach(session, self.call_id)
         self._out.put(started_message(self.call_id))
         self._set_state("escuchando")
         await session.start(self.accepted_at)
@@ -272,7 +293,7 @@ class WebMediaStream:
         self._closing = True
         if self._session is not None:
             await self._session.close(reason)
-        await self._out.shutdown(1000 if reason != "protocol-error" else 1008)
+        await self._out.shutdown(1008 if reason in ("protocol-error", FLOOD_REASON) else 1000)
 
     def describe(self) -> dict[str, Any]:
         return {"call_id": self.call_id, "bad": self._bad.count, "state": self._state}

@@ -431,9 +431,12 @@ def test_timestamps_cannot_outrun_the_clock(env: Env) -> None:
                     "media": {"timestamp": ts, "chunk": ts, "payload": payload},
                 }
             )
-        await call.collect(0.2, echo_marks=False)
-        await call.stop()
-        await _drain(call.ws, 0.3)
+        try:  # 6 s of audio sent at once: the server may close the stream as a flood
+            await call.collect(0.2, echo_marks=False)
+            await call.stop()
+            await _drain(call.ws, 0.3)
+        except ConnectionClosed as closed:
+            assert closed.rcvd is not None and closed.rcvd.code == 1008
         elapsed = time.monotonic() - t0
         return elapsed, CountingVadStream.windows - before
 
@@ -550,7 +553,7 @@ def test_web_stream_survives_any_frame_sequence(env: Env) -> None:
             await ws.send(json.dumps({"type": "start", "session": "after-fuzz"}))
             for frame in web_frames(True, 600) + web_frames(False, 900):
                 await ws.send(frame)
-                await asyncio.sleep(0.002)
+                await asyncio.sleep(0.02)  # real time: inbound audio is paced
             got = await _drain(ws, 1.5)
         texts = [json.loads(m) for m in got if isinstance(m, str)]
         assert any(m["type"] == "caption" and m["speaker"] == "caller" for m in texts)

@@ -108,7 +108,7 @@ class RawStream:
                     },
                 }
             )
-            await asyncio.sleep(0.002)
+            await asyncio.sleep(0.02)  # real time: inbound audio is paced (flood limit)
 
     async def collect(self, seconds: float, echo_marks: bool = True) -> list[dict]:
         """Read for ``seconds``, echoing marks at once (an instant phone)."""

@@ -62,7 +62,7 @@ class Page:
         started = await self.until(lambda m: m["type"] == "started", echo=False)
         self.call_id = started["call_id"]
 
-    async def audio(self, chunks: list[bytes], pace: float = 0.002) -> None:
+    async def audio(self, chunks: list[bytes], pace: float = 0.02) -> None:
         for chunk in chunks:
             await self.send(chunk)
             await asyncio.sleep(pace)
