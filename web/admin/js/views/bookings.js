@@ -14,6 +14,7 @@ import {
   select,
   table,
 } from "../dom.js";
+import { csvButton } from "../download.js";
 
 const PAGE_SIZE = 50;
 
@@ -40,11 +41,9 @@ export async function renderBookings(main, { params, ctx }) {
   const results = h("div", { "aria-live": "polite" }, h("p", { class: "loading" }, "Cargando…"));
   replace(main, h("h1", {}, "Reservas"), form, results);
 
+  const filters = { date: p.dia, office: p.oficina, service: p.tramite, status: p.estado };
   const data = await get("/api/bookings", {
-    date: p.dia,
-    office: p.oficina,
-    service: p.tramite,
-    status: p.estado,
+    ...filters,
     limit: PAGE_SIZE,
     offset: (page - 1) * PAGE_SIZE,
   });
@@ -66,6 +65,7 @@ export async function renderBookings(main, { params, ctx }) {
   replace(
     results,
     h("p", { class: "muted" }, data.total === 1 ? "1 reserva" : `${data.total} reservas`),
+    csvButton("/api/bookings/export.csv", filters, "citas.csv", "las reservas"),
     table("Reservas", ["Código", "Fecha y hora", "Trámite", "Oficina", "Nombre", "Cédula", "Teléfono", "Estado", "Llamada"],
       rows, { empty: filtered ? "Ninguna reserva coincide con los filtros." : "Todavía no hay reservas." }),
     pager(data.total, (page - 1) * PAGE_SIZE, PAGE_SIZE, (offset) =>

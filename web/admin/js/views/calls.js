@@ -21,6 +21,7 @@ import {
   select,
   table,
 } from "../dom.js";
+import { csvButton } from "../download.js";
 import { turnItem } from "../transcript.js";
 
 const PAGE_SIZE = 25;
@@ -63,13 +64,16 @@ export async function renderCalls(main, { params, ctx }) {
     replace(results, message("error", "La fecha «Desde» no puede ser posterior a «Hasta»."));
     return;
   }
-  const data = await get("/api/calls", {
+  const filters = {
     since: p.desde ? `${p.desde}T00:00:00` : null,
     until: p.hasta ? `${nextDay(p.hasta)}T00:00:00` : null,
     outcome: p.resultado,
     ingress: p.canal,
     phone: p.telefono,
     q: p.q,
+  };
+  const data = await get("/api/calls", {
+    ...filters,
     limit: PAGE_SIZE,
     offset: (page - 1) * PAGE_SIZE,
   });
@@ -101,6 +105,7 @@ export async function renderCalls(main, { params, ctx }) {
   replace(
     results,
     h("p", { class: "muted" }, data.total === 1 ? "1 llamada" : `${data.total} llamadas`),
+    csvButton("/api/calls/export.csv", filters, "llamadas.csv", "las llamadas"),
     table("Llamadas", ["Fecha y hora", "Canal", "Número", "Duración", "Turnos", "Resultado", "Fin"],
       rows, { empty: filtered ? "Ninguna llamada coincide con los filtros." : "Todavía no hay llamadas." }),
     pager(data.total, (page - 1) * PAGE_SIZE, PAGE_SIZE, (offset) =>
