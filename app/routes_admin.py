@@ -146,6 +146,24 @@ def make_router(root: Path = ADMIN_DIR) -> APIRouter:
         }
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
+    @router.get("/web/config.json")
+    async def visitor_config(request: Request) -> JSONResponse:
+        """What the visitor page may try: with no LiveKit configured it goes straight to its
+        own WebSocket instead of asking ``POST /api/livekit/token`` for a 404 every call."""
+        from app.routes_livekit import livekit_configured
+
+        settings = _settings(request)
+        body = {"livekit": bool(settings and livekit_configured(settings))}
+        return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+    @router.get("/favicon.ico", response_model=None)
+    async def favicon(request: Request) -> Response:
+        """Browsers ask for it on every page that names no icon (Swagger's /docs)."""
+        icon = resolve_asset(root, "favicon.svg")
+        if icon is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=MSG_NOT_FOUND)
+        return serve(request, icon)
+
     @router.get("/admin/{asset:path}", response_model=None)
     async def admin_asset(asset: str, request: Request) -> Response:
         path = resolve_asset(root, asset)

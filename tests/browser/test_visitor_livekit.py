@@ -189,7 +189,7 @@ def test_llamar_joins_the_room_with_the_token(
     # Agent data messages on topic "taina" become captions and states.
     page.evaluate(EMIT_DATA, [{"type": "state", "state": "hablando"}, "taina"])
     expect(page.locator("#status")).to_have_attribute("data-state", "hablando")
-    expect(page.locator("#status")).to_have_text("Hablando…")
+    expect(page.locator("#status")).to_have_text("El asistente está hablando…")
     bot = {"type": "caption", "role": "assistant", "text": "Buenos días, ¿en qué", "final": False}
     page.evaluate(EMIT_DATA, [bot, "taina"])
     bot_final = dict(bot, text="Buenos días, ¿en qué le puedo ayudar?", final=True)
@@ -216,7 +216,7 @@ def test_llamar_joins_the_room_with_the_token(
     # «Colgar» leaves the room and frees the button; the agent's audio element goes away.
     page.get_by_role("button", name="Colgar").click()
     expect(page.get_by_role("button", name="Llamar")).to_be_enabled()
-    expect(page.get_by_role("alert")).to_contain_text(MSG_ENDED)
+    expect(page.locator("#notice")).to_contain_text(MSG_ENDED)
     expect(audio).to_have_count(0)
     assert lk(page)["disconnects"] >= 1
     # a second press starts a new call (a new token, a new room), not a stale one
@@ -236,7 +236,7 @@ def test_agent_ends_the_call_with_finalizada(
     final = {"type": "state", "state": "finalizada", "reason": "despedida"}
     page.evaluate(EMIT_DATA, [final, "taina"])
     expect(page.get_by_role("button", name="Llamar")).to_be_enabled()
-    expect(page.get_by_role("alert")).to_contain_text(MSG_ENDED)
+    expect(page.locator("#notice")).to_contain_text(MSG_ENDED)
     assert lk(page)["disconnects"] >= 1
 
 
@@ -280,6 +280,6 @@ def test_failed_connect_falls_back_to_the_websocket(
     screenshots(page, "visitor-livekit-fallback")
     call_id = page.evaluate("() => window.tainaStats.callId")
     page.get_by_role("button", name="Colgar").click()
-    expect(page.get_by_role("alert")).to_contain_text(MSG_ENDED)
+    expect(page.locator("#notice")).to_contain_text(MSG_ENDED)
     view = lk_server.call_view(call_id)
     assert view is not None and view.info.ingress == "web"

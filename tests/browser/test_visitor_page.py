@@ -68,7 +68,8 @@ def test_visitor_asks_and_hears_the_answer(
 
     page.get_by_role("button", name="Colgar").click()
     expect(page.get_by_role("button", name="Llamar")).to_be_visible()
-    expect(page.locator("#message")).to_contain_text("La llamada terminó")
+    expect(page.locator("#notice")).to_contain_text("La llamada terminó")
+    expect(page.get_by_role("alert")).to_be_hidden()  # a goodbye is not an error
     view = server.call_view(result["callId"])
     assert view is not None and view.info.ingress == "web"
     assert [t.speaker for t in view.turns][:2] == ["bot", "caller"]

@@ -7,9 +7,9 @@
 
 const STATE_TEXT = {
   conectando: "Conectando…",
-  escuchando: "Escuchando… puede hablar.",
-  pensando: "Pensando…",
-  hablando: "Hablando…",
+  escuchando: "Le escuchamos: puede hablar.",
+  pensando: "El asistente está pensando…",
+  hablando: "El asistente está hablando…",
 };
 const MSG_MIC =
   "No pudimos usar su micrófono. Permita el acceso al micrófono en su navegador para este " +
@@ -19,6 +19,9 @@ const MSG_LOST =
   "Se perdió la conexión con el asistente. Revise su conexión a Internet y pulse «Llamar» " +
   "para intentarlo de nuevo.";
 const MSG_ENDED = "La llamada terminó. ¡Gracias por comunicarse con nosotros!";
+const MSG_SERVER =
+  "No pudimos comunicarnos con el asistente: el servidor no responde. Revise su conexión a " +
+  "Internet o intente de nuevo en unos minutos.";
 const MSG_IDLE = "Pulse «Llamar» y permita el uso del micrófono.";
 const LOUD_RMS = 0.02; // an input frame louder than this counts as the visitor speaking
 
@@ -26,6 +29,7 @@ const $ = (id) => document.getElementById(id);
 const button = $("call");
 const statusEl = $("status");
 const messageEl = $("message");
+const noticeEl = $("notice");
 const captionsEl = $("captions");
 
 const stats = {
@@ -50,9 +54,45 @@ function showState(state) {
   statusEl.textContent = STATE_TEXT[state] || "";
 }
 
+/** A problem (red, announced at once); an empty text clears both boxes. */
 function showMessage(text) {
   messageEl.textContent = text;
   messageEl.hidden = !text;
+  if (!text) showNotice("");
+}
+
+/** News that is not a problem (the call ended normally): neutral, announced politely. */
+function showNotice(text) {
+  noticeEl.textContent = text;
+  noticeEl.hidden = !text;
+  if (text) {
+    messageEl.textContent = "";
+    messageEl.hidden = true;
+  }
+}
+
+/** The ending a call's message describes: a normal goodbye is news, anything else a problem. */
+function showEnding(text) {
+  if (text === MSG_ENDED) showNotice(text);
+  else showMessage(text);
+}
+
+/** Whether this server answers at all: tells "server down" apart from "browser can't". */
+async function serverReachable() {
+  try {
+    const res = await fetch("/healthz", { cache: "no-store" });
+    return res.status < 500;
+  } catch {
+    return false;
+  }
+}
+
+let serverConfig = null; // /web/config.json: {livekit: bool}
+
+async function loadServerConfig() {
+  const res = await fetch("/web/config.json", { cache: "no-store" });
+  if (!res.ok) return { livekit: true }; // an older server: ask for a LiveKit token as before
+  return res.json();
 }
 
 function setButton(active, busy = false) {
@@ -88,13 +128,14 @@ function endLiveKitCall(handle, message) {
   if (!call || call.livekit !== handle) return;
   call.ended = true;
   cleanup(call);
-  showMessage(message);
+  showEnding(message);
   statusEl.textContent = "";
   statusEl.dataset.state = "terminada";
   stats.state = "terminada";
 }
 
 async function tryLiveKit(sessionId) {
+  if (serverConfig && serverConfig.livekit === false) return false; // no 404 to ask for
   let response;
   try {
     response = await fetch("/api/livekit/token", {
@@ -109,7 +150,7 @@ async function tryLiveKit(sessionId) {
   if (typeof window.tainaJoinLiveKit !== "function") return false;
   let handle = null;
   const end = (message) => endLiveKitCall(handle, message);
-  const ui = { caption, showState, showMessage, end };
+  const ui = { caption, showState, showMessage: showEnding, end };
   handle = await window.tainaJoinLiveKit(await response.json(), ui);
   return handle || false;
 }
@@ -124,6 +165,11 @@ async function startCall() {
 
   if (!navigator.mediaDevices?.getUserMedia || typeof AudioWorkletNode === "undefined") {
     return fail(MSG_NO_AUDIO);
+  }
+  try {
+    serverConfig = await loadServerConfig();
+  } catch {
+    return fail(MSG_SERVER); // the server is down or unreachable: not the browser's fault
   }
   let mic;
   try {
@@ -152,6 +198,8 @@ async function startCall() {
   try {
     await ctx.audioWorklet.addModule("/web/js/audio-worklets.js");
   } catch (err) {
+    // The worklet is a file from this server: when the server is gone, say so.
+    if (!(await serverReachable())) return fail(MSG_SERVER);
     console.error("audio worklet failed:", err);
     return fail(MSG_NO_AUDIO);
   }
@@ -182,7 +230,7 @@ async function startCall() {
     if (thisCall.ended) return;
     thisCall.ended = true;
     cleanup(thisCall);
-    showMessage(MSG_LOST);
+    showMessage(thisCall.started ? MSG_LOST : MSG_SERVER);
     statusEl.textContent = "";
     statusEl.dataset.state = "perdida";
     stats.state = "perdida";
@@ -254,7 +302,7 @@ function onServerMessage(c, data) {
     case "hangup":
       c.ended = true;
       cleanup(c);
-      showMessage(MSG_ENDED);
+      showNotice(MSG_ENDED);
       statusEl.textContent = "";
       stats.state = "terminada";
       break;
@@ -294,7 +342,7 @@ function hangUp() {
     if (c.ws?.readyState === WebSocket.OPEN) c.ws.send(JSON.stringify({ type: "hangup" }));
   } catch {}
   cleanup(c);
-  showMessage(MSG_ENDED);
+  showNotice(MSG_ENDED);
   statusEl.textContent = MSG_IDLE;
   stats.state = "terminada";
 }
