@@ -116,6 +116,32 @@ def _item(
     )
 
 
+class NamedCode(BaseModel):
+    code: str
+    name: str
+
+
+class BookingOptions(BaseModel):
+    offices: list[NamedCode]
+    services: list[NamedCode]
+
+
+@router.get(
+    "/options",
+    response_model=BookingOptions,
+    summary="Oficinas y trámites con su nombre, para los filtros de la lista",
+)
+async def booking_options(services: ServicesDep, _: AgentUser) -> BookingOptions:
+    """Staff pick an office or a service by name; the filters still send the code."""
+    async with services.db.session() as s:
+        offices = (await s.execute(select(Office.code, Office.name).order_by(Office.name))).all()
+        kinds = (await s.execute(select(Service.code, Service.name).order_by(Service.name))).all()
+    return BookingOptions(
+        offices=[NamedCode(code=c, name=n) for c, n in offices],
+        services=[NamedCode(code=c, name=n) for c, n in kinds],
+    )
+
+
 @router.get("", response_model=BookingPage, summary="Citas (filtros: día, oficina, trámite)")
 async def list_bookings(
     services: ServicesDep,
