@@ -21,7 +21,25 @@ HEADING_SEPARATOR = " > "
 # scores and are too long to read aloud anyway.
 DEFAULT_MAX_CHARS = 1200
 
-_HEADING_LINE = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+
+def parse_heading(line: str) -> tuple[int, str] | None:
+    """``"## Horarios ##"`` -> ``(2, "Horarios")``; None when ``line`` is not an ATX heading.
+
+    Plain string scanning, linear in the line's length: the regular expression it replaces
+    (``^(#{1,6})\s+(.+?)\s*#*\s*$``) backtracked in cubic time on a crafted line of an
+    uploaded document (issue 13).
+    """
+    level = len(line) - len(line.lstrip("#"))
+    if not 1 <= level <= 6:
+        return None
+    rest = line[level:]
+    if not rest[:1].isspace():
+        return None
+    text = rest.strip()
+    if not text:
+        return None
+    title = text.rstrip("#").rstrip()  # a closing run of #'s is not part of the title
+    return level, title or text[:1]
 
 
 def source_files(source_dir: Path) -> list[Path]:
@@ -109,17 +127,17 @@ def split_documents(
         for raw in parser.get_nodes_from_documents([document]):
             text = raw.get_content().strip()
             first, _, rest = text.partition("\n")
-            match = _HEADING_LINE.match(first)
+            match = parse_heading(first)
             if match is None:
                 continue
             parents = [p for p in str(raw.metadata.get("header_path", "/")).split("/") if p]
-            heading = HEADING_SEPARATOR.join([*parents, match.group(2).strip()])
+            heading = HEADING_SEPARATOR.join([*parents, match[1]])
             body = rest.strip()
             if not body:
                 continue
             pieces = _split_paragraphs(body, max_chars)
             # The document title is already in doc_id; the rest of the path names the section.
-            base_id = f"{doc_id}#{slug(HEADING_SEPARATOR.join([*parents[1:], match.group(2)]))}"
+            base_id = f"{doc_id}#{slug(HEADING_SEPARATOR.join([*parents[1:], match[1]]))}"
             for index, piece in enumerate(pieces):
                 node_id = base_id if len(pieces) == 1 else f"{base_id}-{index + 1}"
                 while node_id in seen:  # two sections with the same heading path
