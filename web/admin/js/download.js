@@ -16,7 +16,7 @@ function filenameOf(res) {
 export function csvButton(path, params, fallbackName, what) {
   const status = h("span", { class: "muted export-status", role: "status" });
   const button = h("button", { type: "button", class: "button button-small" }, "Descargar CSV");
-  button.setAttribute("aria-label", `Descargar ${what} en CSV con los filtros aplicados`);
+  button.setAttribute("aria-label", `Descargar CSV de ${what} (con los filtros aplicados)`);
   button.addEventListener("click", async () => {
     button.disabled = true;
     status.textContent = "Preparando el archivo…";
