@@ -48,15 +48,54 @@ class Analytics(BaseModel):
     p95_turn_latency_ms: float | None
     booking_rate: float  # share of calls in which an appointment was booked (0..1)
     transfer_rate: float  # share of calls handed to a human agent (0..1)
+    # Share of calls in which the assistant said at least once that it did not understand.
+    not_understood_rate: float
+    not_understood_calls: int
     top_questions: list[QuestionCount]  # most frequent first things callers said
 
 
+# Words that change nothing about what is asked: greetings, courtesy, fillers and the usual
+# ways of opening a request. Compared after folding (no accents, lower case).
+_OPENERS = re.compile(
+    r"\b(?:hola|ola|alo|aló|buenas|buenos|buen|dias|tardes|noches|senor(?:a|ita)?|disculpe|"
+    r"perdon|oiga|mire|por favor|favor|gracias|eh+|este|bueno|pues|mmm+|ah+|oh+|si|"
+    r"quisiera|quiero|queria|necesito|me gustaria|podria|puede|me puede|me podria|"
+    r"saber|preguntar|consultar|una pregunta|informacion sobre|informacion de|"
+    r"le llamo para|llamo para|llamaba para|es para|para saber)\b"
+)
+_ARTICLES = re.compile(
+    r"\b(?:el|la|los|las|un|una|unos|unas|de|del|a|al|que|y|me|mi|lo|le|para|en|usted|ustedes|"
+    r"oficina|oficinas)\b"
+)
+
+
 def question_key(text: str) -> str:
-    """Group what callers say however it was transcribed: case, accents and punctuation
-    ("¿A qué hora abren?" / "a que hora abren") do not make two questions."""
+    """Group what callers say however it was transcribed and however it was put: case,
+    accents, punctuation, greetings, courtesy and fillers ("Hola, buenos días, ¿a qué hora
+    abren?" / "a que hora abren por favor") do not make two questions. Word order is kept
+    apart from that: "abren a qué hora" and "a qué hora abren" group together too."""
     folded = unicodedata.normalize("NFKD", text.casefold())
     folded = "".join(ch for ch in folded if not unicodedata.combining(ch))
-    return " ".join(re.sub(r"[^\w]+", " ", folded).split())
+    words = re.sub(r"[^\w]+", " ", folded)
+    core = _ARTICLES.sub(" ", _OPENERS.sub(" ", words)).split()
+    if not core:  # only a greeting: group it with the other greetings
+        return " ".join(words.split())
+    return " ".join(sorted(core))
+
+
+# How the assistant says it did not understand (pipeline/brain/phrases.py and the LLM's own
+# wording), folded: matched as substrings of its replies.
+NOT_UNDERSTOOD_MARKS = (
+    "no le entendi",
+    "no le estoy entendiendo",
+    "no le escuche",
+    "no entendi",
+)
+
+
+def _fold(text: str) -> str:
+    folded = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(ch for ch in folded if not unicodedata.combining(ch))
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -114,10 +153,24 @@ async def analytics(
     questions_q = select(Turn.text).join(
         first, and_(Turn.call_id == first.c.call_id, Turn.seq == first.c.seq)
     )
+    # Candidate replies narrowed in SQL ("entend"/"escuch" in the text), judged in Python.
+    unclear_q = (
+        select(Turn.call_id, Turn.text)
+        .join(Call, Turn.call_id == Call.id)
+        .where(
+            in_window,
+            Turn.speaker == "bot",
+            or_(Turn.text.ilike("%entend%"), Turn.text.ilike("%escuch%")),
+        )
+    )
     async with services.db.session() as s:
         calls = (await s.execute(calls_q)).all()
         latencies = [float(v) for v in (await s.scalars(latency_q)).all() if v is not None]
         first_texts = list((await s.scalars(questions_q)).all())
+        unclear = (await s.execute(unclear_q)).all()
+    unclear_calls = {
+        call_id for call_id, text in unclear if any(m in _fold(text) for m in NOT_UNDERSTOOD_MARKS)
+    }
 
     per_day: Counter[date] = Counter(started.astimezone(tz).date() for started, _, _ in calls)
     total = len(calls)
@@ -136,6 +189,8 @@ async def analytics(
         p95_turn_latency_ms=round(percentile(latencies, 95), 1) if latencies else None,
         booking_rate=round(sum(1 for c in calls if c.booked) / total, 4) if total else 0.0,
         transfer_rate=round(sum(1 for c in calls if c.transferred) / total, 4) if total else 0.0,
+        not_understood_rate=round(len(unclear_calls) / total, 4) if total else 0.0,
+        not_understood_calls=len(unclear_calls),
         # What callers said first may be a cédula or phone number: masked for agents.
         top_questions=top_questions(
             [Redactor.for_principal(principal).text(t) or "" for t in first_texts]
