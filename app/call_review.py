@@ -114,12 +114,44 @@ def passages_of(tools: list[Any]) -> list[Passage]:
     return out[: max(MAX_PASSAGES, sum(p.used for p in out))]
 
 
+def stream_span(turn: Any) -> tuple[float, float | None] | None:
+    """Where the turn sits in the call's own audio timeline (seconds of caller audio received),
+    which is the recording's timeline: exact even when the server ran behind the wall clock.
+    None for turns recorded before the session stored ``stream_at_ms``."""
+    timings = turn.timings or {}
+    at = _num(timings.get("stream_at_ms"))
+    if at is None:
+        return None
+    start = at / 1000
+    if turn.speaker == "caller":
+        audio_ms = _num(timings.get("audio_ms"))
+        return start, start + audio_ms / 1000 if audio_ms is not None else None
+    if turn.started_at is not None and turn.ended_at is not None:
+        # Played from the first byte until the caller had heard it all (or interrupted).
+        spoke_for = (turn.ended_at - turn.started_at).total_seconds()
+        first_byte = _num(timings.get("first_byte_ms")) or 0.0
+        before = (_num(timings.get("endpoint_ms")) or 0.0) + (
+            _num(timings.get("stt_wait_ms")) or 0.0
+        )
+        return start, start + max(spoke_for - max(first_byte - before, 0.0) / 1000, 0.0)
+    return start, None
+
+
 def review_turns(turns: list[Any], origin: datetime, slow_turn_ms: float) -> list[TurnReview]:
-    """One row per turn: position in the recording, stage timings, slow mark, passages."""
+    """One row per turn: position in the recording, stage timings, slow mark, passages.
+
+    Positions come from the audio timeline when the turn has it, from wall-clock times
+    (relative to ``origin``) otherwise."""
     rows: list[TurnReview] = []
     for turn in turns:
         timings = turn.timings or {}
-        start, end = audible_span(turn)
+        span = stream_span(turn)
+        if span is not None:
+            start_s: float | None = round(span[0], 2)
+            end_s = round(span[1], 2) if span[1] is not None else None
+        else:
+            start, end = audible_span(turn)
+            start_s, end_s = _seconds(start, origin), _seconds(end, origin)
         first_byte = _num(timings.get("first_byte_ms")) if turn.speaker == "bot" else None
         stages = {
             key: round(v, 1)
@@ -132,8 +164,8 @@ def review_turns(turns: list[Any], origin: datetime, slow_turn_ms: float) -> lis
             TurnReview(
                 seq=turn.seq,
                 speaker=turn.speaker,
-                start_s=_seconds(start, origin),
-                end_s=_seconds(end, origin),
+                start_s=start_s,
+                end_s=end_s,
                 first_byte_ms=round(first_byte, 1) if first_byte is not None else None,
                 stages=stages,
                 slow=slow,

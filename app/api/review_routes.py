@@ -151,18 +151,24 @@ async def get_review(call_sid: str, services: ServicesDep, principal: AgentUser)
     rows = review_turns(list(call.turns), origin, slow_ms)
     rec = call.meta.get("recording") if isinstance(call.meta, dict) else None
     seconds = rec.get("seconds") if isinstance(rec, dict) else None
+    limit = float(seconds) if isinstance(seconds, int | float) else None
+
+    def clamp(value: float | None) -> float | None:
+        # A reply still playing when the line closed ends with the recording.
+        return min(value, limit) if value is not None and limit is not None else value
+
     return CallReviewOut(
         call_sid=call.call_sid,
         slow_turn_ms=slow_ms,
         origin=origin,
-        recording_seconds=float(seconds) if isinstance(seconds, int | float) else None,
+        recording_seconds=limit,
         stages=[StageOut(key=k, label=v) for k, v in STAGES],
         turns=[
             TurnReviewOut(
                 seq=r.seq,
                 speaker=r.speaker,
-                start_s=r.start_s,
-                end_s=r.end_s,
+                start_s=clamp(r.start_s),
+                end_s=clamp(r.end_s),
                 first_byte_ms=r.first_byte_ms,
                 stages=r.stages,
                 slow=r.slow,
