@@ -208,6 +208,10 @@ def test_no_get_route_shows_an_agent_a_full_number(seeded: Api) -> None:
     """Every GET route the API documents, as an agent: none leaks. A route added later that
     forgets the masking fails here; the admin's answers prove the seed is actually reachable."""
     agent, admin = sign_in_both(seeded)
+    note = {"text": "Pidió cambiar la cita; cédula 001-1234567-8, teléfono 809-555-0100."}
+    assert seeded.http.post(f"/api/calls/{SEEDED}/notes", json=note, headers=admin).is_success
+    [booking] = seeded.get("/api/bookings", admin).json()["items"]
+    day = booking["starts_at"][:10]
     spec = seeded.http.get("/openapi.json").json()
     skip = {"/api/live"}  # a stream: tested below with a real call
     paths = [
@@ -216,17 +220,28 @@ def test_no_get_route_shows_an_agent_a_full_number(seeded: Api) -> None:
         if p.startswith("/api/") and "get" in ops and p not in skip
     ]
     assert "/api/calls/{call_sid}" in paths and "/api/bookings" in paths
-    seen_by_admin = 0
+    seen_by_admin: set[str] = set()
     for template in paths:
         path = re.sub(r"\{[^}]+\}", SEEDED, template)
-        for params in ({}, {"q": "cédula"}):
+        for params in ({}, {"q": "cédula"}, {"start": day, "days": 7, "date": day}):
             r = seeded.get(path, agent, **params)
             assert r.status_code < 500, (path, r.status_code)
             body = r.content.decode("utf-8", "replace")
             assert leaks(body) == [], (path, params, leaks(body))
             full = seeded.get(path, admin, **params).content.decode("utf-8", "replace")
-            seen_by_admin += bool(leaks(full))
-    assert seen_by_admin >= 4  # call detail, list, bookings, analytics, exports…
+            if leaks(full):
+                seen_by_admin.add(template)
+    reach = {
+        "/api/calls",
+        "/api/calls/{call_sid}",
+        "/api/calls/{call_sid}/review",
+        "/api/calls/export.csv",
+        "/api/bookings",
+        "/api/bookings/export.csv",
+        "/api/calendar",
+        "/api/analytics",
+    }
+    assert reach & set(paths) <= seen_by_admin, reach - seen_by_admin
 
 
 # --- the live stream, with a real call over the Twilio protocol -------------------------------
