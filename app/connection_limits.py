@@ -203,3 +203,82 @@ def call_registry(app: Any, window_s: float) -> CallSidRegistry:
         registry = CallSidRegistry(window_s)
         app.state.twilio_call_sids = registry
     return registry
+
+
+class ActiveCalls:
+    """The calls on the line, counted where they live: the sessions themselves.
+
+    ``TAINA_MAX_CONCURRENT_CALLS`` used to be checked against the ring of recent calls, which
+    forgets calls and counts a call only once its session has announced itself — concurrent
+    attempts all saw room and the cap was exceeded. Here a slot is taken synchronously (no
+    ``await`` between the check and the count) by the Twilio webhook (a *promise*: the media
+    stream follows within ``promise_ttl_s``) or by a starting web call, and held by the
+    session until it closes, so the cap holds exactly however many attempts arrive at once.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._promised: OrderedDict[str, float] = OrderedDict()  # call id -> expires at
+        self._reserved: set[str] = set()  # web calls between the check and their session
+        self._sessions: dict[str, Any] = {}  # call id -> session (has ``is_closed``)
+
+    def _prune(self) -> None:
+        now = self._clock()
+        while self._promised:
+            key, expires = next(iter(self._promised.items()))
+            if expires > now:
+                break
+            del self._promised[key]
+        closed = [k for k, s in self._sessions.items() if s.is_closed]
+        for key in closed:
+            del self._sessions[key]
+
+    @property
+    def active(self) -> int:
+        """Calls on the line now (sessions not yet closed)."""
+        self._prune()
+        return len(self._sessions)
+
+    @property
+    def held(self) -> int:
+        """Slots taken: calls on the line, promised streams, calls being set up."""
+        self._prune()
+        return len(self._sessions) + len(self._promised) + len(self._reserved)
+
+    def promise(self, call_id: str, limit: int, ttl_s: float) -> bool:
+        """The Twilio webhook: keep a slot for this call's stream, if there is room."""
+        if limit and self.held >= limit:
+            return False
+        self._promised[call_id] = self._clock() + max(ttl_s, 0.0)
+        self._promised.move_to_end(call_id)
+        return True
+
+    def reserve(self, call_id: str, limit: int) -> bool:
+        """A call is being set up (web start, or a stream whose promise has lapsed): take its
+        promised slot, or a free one. False: at capacity."""
+        self._prune()
+        if call_id in self._sessions or call_id in self._reserved:
+            return False
+        if self._promised.pop(call_id, None) is None and limit and self.held >= limit:
+            return False
+        self._reserved.add(call_id)
+        return True
+
+    def started(self, call_id: str, session: Any) -> None:
+        """The reserved call has its session: it holds the slot until it closes."""
+        self._reserved.discard(call_id)
+        self._sessions[call_id] = session
+
+    def cancel(self, call_id: str) -> None:
+        """The reserved (or promised) call never started: free its slot."""
+        self._reserved.discard(call_id)
+        self._promised.pop(call_id, None)
+
+
+def active_calls(app: Any) -> ActiveCalls:
+    """The app's one :class:`ActiveCalls`, created on first use."""
+    registry: ActiveCalls | None = getattr(app.state, "active_calls", None)
+    if registry is None:
+        registry = ActiveCalls()
+        app.state.active_calls = registry
+    return registry

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from app.connection_limits import active_calls
 from pipeline.metrics import render as render_metrics
 
 router = APIRouter(tags=["health"])
@@ -23,7 +24,8 @@ async def healthz(request: Request) -> dict[str, object]:
     return {
         "status": "ok",
         "draining": services.drain.draining,
-        "active_calls": services.recent.active,
+        # Counted where calls live (the sessions on the line), the same count the call cap uses.
+        "active_calls": active_calls(request.app).active,
         "engines": {
             "stt": getattr(engines.stt, "name", type(engines.stt).__name__),
             "tts": getattr(engines.tts, "name", type(engines.tts).__name__),
@@ -41,7 +43,10 @@ async def readyz(request: Request) -> JSONResponse:
     services = request.app.state.services
     draining = services.drain.draining
     return JSONResponse(
-        {"status": "draining" if draining else "ready", "active_calls": services.recent.active},
+        {
+            "status": "draining" if draining else "ready",
+            "active_calls": active_calls(request.app).active,
+        },
         status_code=503 if draining else 200,
     )
 

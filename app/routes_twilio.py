@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request, Response, WebSocket
 from app.call_factory import WebhookClock, twilio_session_factory
 from app.connection_limits import (
     Slot,
+    active_calls,
     app_counter,
     call_registry,
     client_ip,
@@ -66,17 +67,24 @@ async def voice_webhook(request: Request) -> Response:
     if not _CALL_SID_RE.fullmatch(call_sid):
         log.warning("voice webhook without a valid CallSid")
         return Response("missing or malformed CallSid", status_code=400)
+    if not all(str(form.get(k) or "").isprintable() for k in ("From", "To")):
+        # Control characters are not from Twilio; refused before the CallSid is used up.
+        log.warning("voice webhook with control characters in From/To", extra={"call_id": call_sid})
+        return Response("malformed From or To", status_code=400)
     registry = call_registry(request.app, services.settings.twilio_replay_window_s)
     if not registry.first_webhook(call_sid):
         # Twilio asks once per call: this is a replayed request. No new call token for it.
         log.warning("voice webhook replayed: refused", extra={"call_id": call_sid})
         return Response("call already answered", status_code=409)
-    limit = services.settings.max_concurrent_calls
-    if limit and services.recent.active >= limit:
-        log.warning("at capacity (%d calls): call declined", limit, extra={"call_id": call_sid})
-        return _xml(unavailable_twiml())
     if services.drain.draining:  # shutting down: the caller hears the Spanish refusal
         log.info("server draining: call declined", extra={"call_id": call_sid})
+        return _xml(unavailable_twiml())
+    # The slot is promised here, checked and taken in one step (no await between), so
+    # concurrent webhooks cannot exceed the cap; the stream's session then holds it.
+    limit = services.settings.max_concurrent_calls
+    promise_s = max(services.settings.stream_start_timeout_s, 10.0)
+    if not active_calls(request.app).promise(call_sid, limit, promise_s):
+        log.warning("at capacity (%d calls): call declined", limit, extra={"call_id": call_sid})
         return _xml(unavailable_twiml())
     clock: WebhookClock = request.app.state.webhook_clock
     clock.mark(call_sid)
@@ -85,8 +93,6 @@ async def voice_webhook(request: Request) -> Response:
     params = {"token": services.tokens.mint(call_sid)}
     for key, name in (("From", "from"), ("To", "to")):
         value = str(form.get(key) or "")[:64]
-        if not value.isprintable():  # control characters: not from Twilio
-            return Response("malformed From or To", status_code=400)
         if value:
             params[name] = value
     # Without a token /twilio/status is off, so Twilio is not asked to call it.
@@ -156,6 +162,9 @@ async def media_stream(ws: WebSocket) -> None:
         metrics=services.metrics,
         session_factory=_one_stream_per_call(ws, services, slot, claimed),
         transfer_handler=_transfer_handler(services),
+        jitter_ms=settings.inbound_jitter_ms,
+        flood_limit_ms=settings.inbound_flood_limit_ms,
+        forgive_ratio=settings.inbound_flood_forgive_ratio,
     )
     try:
         timed_out = await run_with_start_deadline(
@@ -180,6 +189,7 @@ def _one_stream_per_call(
     arrives, and a CallSid gets one stream (a replayed start is refused whatever its token)."""
     inner = twilio_session_factory(services, ws.app.state.webhook_clock)
     registry = call_registry(ws.app, services.settings.twilio_replay_window_s)
+    calls = active_calls(ws.app)
 
     async def make(start: Start, sink: TwilioMediaStream) -> SessionLike | None:
         slot.release()
@@ -188,14 +198,22 @@ def _one_stream_per_call(
                 "stream refused: call already has a stream", extra={"call_id": start.call_sid}
             )
             return None
+        # The webhook's promised slot (or, if it lapsed, a free one): the cap holds here too.
+        if not calls.reserve(start.call_sid, services.settings.max_concurrent_calls):
+            registry.unclaim_stream(start.call_sid)
+            log.warning("stream refused: at capacity", extra={"call_id": start.call_sid})
+            return None
         try:
             session = await inner(start, sink)
         except BaseException:
             registry.unclaim_stream(start.call_sid)
+            calls.cancel(start.call_sid)
             raise
         if session is None:  # bad token: this stream never existed
             registry.unclaim_stream(start.call_sid)
+            calls.cancel(start.call_sid)
             return None
+        calls.started(start.call_sid, session)
         claimed.append(start.call_sid)
         return session
 

@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, Response, WebSocket, status
 from fastapi.responses import FileResponse, RedirectResponse
 
-from app.connection_limits import app_counter, client_ip, run_with_start_deadline
+from app.connection_limits import active_calls, app_counter, client_ip, run_with_start_deadline
 from app.recordings import with_recording
 from app.routes_admin import CONTENT_TYPES, MSG_NOT_FOUND, content_security_policy, resolve_asset
 from app.services import Services
@@ -46,9 +46,6 @@ def web_session_factory(services: Services):
     """Builds the session for a started web stream; None when the office is at capacity."""
 
     async def make(start: StartRequest, sink: Any) -> CallSession | None:
-        limit = services.settings.max_concurrent_calls
-        if limit and services.recent.active >= limit:
-            return None
         if services.drain.draining:  # shutting down: the page shows the Spanish refusal
             log.info("web call declined: the server is draining")
             return None
@@ -140,9 +137,25 @@ def make_router(root: Path = VISITOR_DIR) -> APIRouter:
         factory = web_session_factory(services)
         started: list[StartRequest] = []
 
+        calls = active_calls(ws.app)
+
         async def make(start: StartRequest, sink: Any) -> Any:
             started.append(start)
-            return await factory(start, sink)
+            # The cap is checked and the slot taken in one step (no await between), and the
+            # session holds it until it closes: concurrent starts cannot exceed it.
+            if not calls.reserve(sink.call_id, services.settings.max_concurrent_calls):
+                log.warning("web call refused: at capacity", extra={"call_id": sink.call_id})
+                return None
+            try:
+                session = await factory(start, sink)
+            except BaseException:
+                calls.cancel(sink.call_id)
+                raise
+            if session is None:
+                calls.cancel(sink.call_id)
+            else:
+                calls.started(sink.call_id, session)
+            return session
 
         try:
             transport = WebMediaStream(
@@ -155,6 +168,9 @@ def make_router(root: Path = VISITOR_DIR) -> APIRouter:
                 max_bad_messages=services.settings.max_bad_messages,
                 metrics=services.metrics,
                 session_factory=make,
+                jitter_ms=services.settings.inbound_jitter_ms,
+                flood_limit_ms=services.settings.inbound_flood_limit_ms,
+                forgive_ratio=services.settings.inbound_flood_forgive_ratio,
             )
             deadline = services.settings.stream_start_timeout_s
             if await run_with_start_deadline(

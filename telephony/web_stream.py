@@ -15,6 +15,7 @@ the Twilio transport). Nothing one stream does can raise out of this class.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import time
@@ -22,7 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any, Protocol
 
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketState
 
 from pipeline.metrics import PipelineMetrics
 from pipeline.records import CallInfo, TurnRecord
@@ -59,6 +60,8 @@ from telephony.ws_outbox import WebSocketOutbox
 
 log = logging.getLogger("taina.web")
 
+# The close frame's reason for a refused call (1013 "try again later"); the page shows MSG_BUSY.
+BUSY_CLOSE_REASON = "busy: try again later"
 MSG_BUSY = (
     "En este momento no podemos atender su llamada. Por favor, intente de nuevo en unos minutos."
 )
@@ -272,7 +275,7 @@ class WebMediaStream:
             self._out.put(error_message(MSG_BUSY))
             self._closing = True
             await self._out.drain(2)
-            await self._close_socket(1013)
+            await self._close_socket(1013, BUSY_CLOSE_REASON)
             return "refused"
         self._session = session
         self._inbound.attach(session, self.call_id)
@@ -285,8 +288,11 @@ class WebMediaStream:
         return self._bad.record(reason, kind)
 
     # --- sending ---------------------------------------------------------------------------
-    async def _close_socket(self, code: int) -> None:
+    async def _close_socket(self, code: int, reason: str = "") -> None:
         self._closing = True
+        if reason and self._ws.application_state == WebSocketState.CONNECTED:
+            with contextlib.suppress(Exception):
+                await self._ws.close(code, reason)
         await self._out.close(code)
 
     async def _shutdown(self, reason: str) -> None:
