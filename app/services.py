@@ -120,6 +120,7 @@ def whisper_settings(settings: Settings) -> dict[str, Any]:
         "cpu_threads": settings.stt_cpu_threads,
         "temperatures": settings.stt_temperatures,
         "hotwords": settings.stt_hotwords,
+        "max_queued_per_call": settings.engine_max_queued_per_call,
     }
 
 
