@@ -23,6 +23,16 @@ function svgRoot(width, height, title, desc) {
   );
 }
 
+/**
+ * The drawing width in SVG units: the space the chart will have on this screen (up to
+ * ``max``), so one SVG unit stays about one CSS pixel and labels keep their size on a phone
+ * instead of shrinking with a wide picture (issue 14: 4 px labels at 375 px).
+ */
+function fitWidth(max) {
+  const room = (document.documentElement.clientWidth || max) - 64; // page and card padding
+  return Math.round(Math.min(max, Math.max(260, room)));
+}
+
 function niceMax(value, integer = false) {
   if (integer && value < 4) return 4; // counts: ticks at 0, 2 and 4 rather than 0, 0.5, 1
   if (value <= 0) return 1;
@@ -33,7 +43,7 @@ function niceMax(value, integer = false) {
 
 /** Vertical bars: points = [{label, value}], e.g. calls per day. */
 export function barChart(points, { title, desc, format = String, integer = false }) {
-  const W = 900, H = 260, left = 44, right = 12, top = 12, bottom = 36;
+  const W = fitWidth(900), H = 260, left = 44, right = 12, top = 12, bottom = 36;
   const plotW = W - left - right, plotH = H - top - bottom;
   const max = niceMax(Math.max(0, ...points.map((p) => p.value)), integer);
   const svg = svgRoot(W, H, title, desc);
@@ -47,7 +57,7 @@ export function barChart(points, { title, desc, format = String, integer = false
   const n = Math.max(points.length, 1);
   const slot = plotW / n;
   const barW = Math.max(2, slot * 0.7);
-  const labelEvery = Math.ceil(n / 8);
+  const labelEvery = Math.ceil(n / Math.max(3, Math.min(8, Math.floor(plotW / 70))));
   points.forEach((p, i) => {
     const hBar = (p.value / max) * plotH;
     const x = left + i * slot + (slot - barW) / 2;
@@ -64,7 +74,7 @@ export function barChart(points, { title, desc, format = String, integer = false
 
 /** Horizontal bars with a dashed reference line: e.g. median and p95 latency vs a target. */
 export function hBarChart(items, { title, desc, format = String, reference = null, referenceLabel = "" }) {
-  const W = 480, rowH = 34, left = 110, right = 70, top = 10;
+  const W = fitWidth(480), rowH = 34, left = 110, right = 70, top = 10;
   const H = top * 2 + rowH * items.length + (reference ? 18 : 0);
   const max = niceMax(Math.max(reference || 0, ...items.map((i) => i.value || 0)));
   const plotW = W - left - right;

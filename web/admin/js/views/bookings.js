@@ -18,17 +18,29 @@ import { csvButton } from "../download.js";
 
 const PAGE_SIZE = 50;
 
+let cachedNames = null;
+
+/** Offices and services by name ({code: name}), so staff filter without knowing codes. */
+async function bookingNames() {
+  if (!cachedNames) {
+    const data = await get("/api/bookings/options");
+    const byCode = (list) => Object.fromEntries(list.map((x) => [x.code, x.name]));
+    cachedNames = { offices: byCode(data.offices), services: byCode(data.services) };
+  }
+  return cachedNames;
+}
+
 export async function renderBookings(main, { params, ctx }) {
   const p = Object.fromEntries(params.entries());
   const page = Math.max(1, Number(p.pagina) || 1);
+  const names = await bookingNames();
+  if (!ctx.alive()) return;
   const form = h(
     "form",
     { class: "filters", role: "search", "aria-label": "Filtrar reservas" },
     field("b-dia", "Día de la cita", h("input", { type: "date", id: "b-dia", name: "dia", value: p.dia })),
-    field("b-oficina", "Oficina (código)", h("input", { type: "search", id: "b-oficina", name: "oficina",
-      value: p.oficina, placeholder: "p. ej. SDC" })),
-    field("b-tramite", "Trámite (código)", h("input", { type: "search", id: "b-tramite", name: "tramite",
-      value: p.tramite, placeholder: "p. ej. pasaporte" })),
+    field("b-oficina", "Oficina", select("oficina", "b-oficina", names.offices, p.oficina)),
+    field("b-tramite", "Trámite", select("tramite", "b-tramite", names.services, p.tramite)),
     field("b-estado", "Estado", select("estado", "b-estado", BOOKING_STATUSES, p.estado)),
     h("div", { class: "filter-actions" },
       h("button", { type: "submit", class: "button button-primary" }, "Filtrar"),

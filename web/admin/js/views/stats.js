@@ -42,7 +42,8 @@ export async function renderStats(main, { params, ctx }) {
       kpi("Latencia mediana", formatMs(a.median_turn_latency_ms), "kpi-median"),
       kpi("Latencia p95", formatMs(a.p95_turn_latency_ms), "kpi-p95"),
       kpi("Tasa de citas", formatPercent(a.booking_rate), "kpi-booking"),
-      kpi("Transferidas a un agente", formatPercent(a.transfer_rate), "kpi-transfer")),
+      kpi("Transferidas a un agente", formatPercent(a.transfer_rate), "kpi-transfer"),
+      kpi("No entendidas", formatPercent(a.not_understood_rate ?? 0), "kpi-unclear")),
     h("section", { class: "card", "aria-labelledby": "c-day" },
       h("h2", { id: "c-day" }, "Llamadas por día"),
       barChart(perDay, {
@@ -86,10 +87,18 @@ export async function renderStats(main, { params, ctx }) {
             title: "Tasa de transferencias",
             desc: `${formatPercent(a.transfer_rate)} de las llamadas pasaron a un agente.`,
             text: formatPercent(a.transfer_rate),
-          }), h("figcaption", {}, "Transferidas a un agente"))))),
+          }), h("figcaption", {}, "Transferidas a un agente")),
+          h("figure", {}, ring(a.not_understood_rate ?? 0, {
+            title: "Llamadas con algo no entendido",
+            desc: `En ${formatPercent(a.not_understood_rate ?? 0)} de las llamadas (${a.not_understood_calls ?? 0}) ` +
+              "el asistente dijo al menos una vez que no entendió.",
+            text: formatPercent(a.not_understood_rate ?? 0),
+          }), h("figcaption", {}, "Con algo no entendido"))))),
     h("section", { class: "card", "aria-labelledby": "c-q" },
       h("h2", { id: "c-q" }, "Preguntas más frecuentes"),
-      h("p", { class: "muted" }, "Lo primero que dijo cada persona al llamar."),
+      h("p", { class: "muted" },
+        "Lo primero que dijo cada persona al llamar, agrupado: los saludos, las tildes y el orden " +
+        "de las palabras no separan una misma pregunta."),
       questions.length
         ? h("ol", { class: "top-questions" },
             questions.map((q) => {
