@@ -34,8 +34,11 @@ class JsonFormatter(logging.Formatter):
 
 
 def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
+    from app.personal_data import MaskingLogFilter  # late: keeps this module import-light
+
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_CallIdDefault())
+    handler.addFilter(MaskingLogFilter())  # no caller's cédula or phone number in the logs
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:

@@ -21,6 +21,7 @@ consumes a token or a bounded separator), so a hostile transcript cannot make it
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ __all__ = [
     "KEEP_DIGITS",
     "MIN_KEYED_DIGITS",
     "MIN_TEXT_DIGITS",
+    "MaskingLogFilter",
     "Redactor",
     "mask_digits",
     "mask_text",
@@ -290,3 +292,19 @@ class Redactor:
         if isinstance(value, str):
             return mask_text(value)
         return value
+
+
+class MaskingLogFilter(logging.Filter):
+    """Server logs never keep a caller's numbers: the session logs what each caller said
+    ("caller: mi cédula es …"), and logs travel further than the database (shippers, support
+    tickets). Numbers are masked as for agents; the call record keeps them for admins."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and args:
+            record.args = tuple(mask_text(a) if isinstance(a, str) else a for a in args)
+        elif isinstance(args, Mapping) and args:
+            record.args = {k: mask_text(v) if isinstance(v, str) else v for k, v in args.items()}
+        elif isinstance(record.msg, str):
+            record.msg = mask_text(record.msg)
+        return True

@@ -118,3 +118,20 @@ def test_hostile_text_is_linear() -> None:
     start = time.perf_counter()
     mask_text(hostile)
     assert time.perf_counter() - start < 1.0
+
+
+def test_log_lines_mask_numbers() -> None:
+    """The session logs what callers say; the log line keeps no full number."""
+    import logging
+
+    from app.personal_data import MaskingLogFilter
+
+    said = logging.LogRecord(
+        "taina.session", logging.INFO, __file__, 1, "caller: %s%s",
+        ("mi cédula es 001-1234567-8", " [DTMF 8095550100]"), None,
+    )  # fmt: skip
+    assert MaskingLogFilter().filter(said)
+    assert said.getMessage() == "caller: mi cédula es *******5678 [DTMF ******0100]"
+    plain = logging.LogRecord("x", logging.INFO, __file__, 1, "al 00112345678", None, None)
+    MaskingLogFilter().filter(plain)
+    assert plain.getMessage() == "al *******5678"
