@@ -89,6 +89,9 @@ def _print_banner(settings: Settings) -> None:
     print(
         "\nTAINA is starting.\n"
         f"  Listening on      http://{settings.host}:{settings.port}\n"
+        f"  Staff dashboard   http://{settings.host}:{settings.port}/admin   "
+        "(first account: taina admin create-user --email you@example.org --role admin)\n"
+        f"  Visitor call page http://{settings.host}:{settings.port}/\n"
         f"  Twilio voice URL  {webhook}\n"
         "                    Twilio console > Phone Numbers > your number > Voice >\n"
         "                    'A call comes in': Webhook, HTTP POST, the URL above.\n"
