@@ -122,7 +122,7 @@ async def scenario_migrations_up_down(db: Database) -> None:
         assert APP_TABLES <= await conn.run_sync(tables)
         # The hand-written migration and the ORM models describe the same schema.
         assert await conn.run_sync(schema_diff) == []
-    assert await db.current_revision() == "0004"
+    assert await db.current_revision() == "0005"
 
     await db.downgrade("base")
     async with db.engine.connect() as conn:
@@ -130,7 +130,7 @@ async def scenario_migrations_up_down(db: Database) -> None:
     assert await db.current_revision() is None
 
     await db.migrate()
-    assert await db.current_revision() == "0004"
+    assert await db.current_revision() == "0005"
     calls = CallRepository(db)
     await calls.start_call("CA-after-remigrate", "twilio", started_at=NOW)
     assert await calls.get_call("CA-after-remigrate") is not None
