@@ -3,6 +3,9 @@
 #   chromium                      the dashboard / visitor-page browser tests (Playwright drives
 #                                 this external browser: `playwright install` is never run)
 #   sox                           audio conversion for the spoken evaluation's caller voices
+#   espeak-ng                     eSpeak NG voices for simulated callers (one voice family of
+#                                 the spoken evaluation; the server's own eSpeak fallback is a
+#                                 Python package and does not need it)
 #   asterisk-core-sounds-es-wav   human es-MX recordings (digits, numbers, words) used as real
 #                                 caller speech in recognition tests and spoken conversations
 #   asterisk-prompt-es-co         human Colombian prompts (a second human voice)
@@ -12,11 +15,12 @@ set -euo pipefail
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v sox >/dev/null 2>&1 || missing+=(sox)
+command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
 [ -d /usr/share/asterisk/sounds/es_MX_f_Allison/digits ] || missing+=(asterisk-core-sounds-es-wav)
 [ -d /usr/share/asterisk/sounds/es/digits ] || missing+=(asterisk-prompt-es-co)
 
 if [ ${#missing[@]} -eq 0 ]; then
-    echo ">> Test packages already installed (chromium, sox, Spanish human speech)"
+    echo ">> Test packages already installed (chromium, sox, espeak-ng, Spanish human speech)"
     exit 0
 fi
 
