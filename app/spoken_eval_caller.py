@@ -43,16 +43,20 @@ _ASKS: list[tuple[str, re.Pattern[str]]] = [
                           r"puede decirlo de nuevo|otra vez|sigue ahi")),
     ("human_no", re.compile(r"no (puedo|es posible) (comunicar|transferir|pasar)|"
                             r"no hay (un )?agente")),
+    ("change_what", re.compile(r"que (desea|quiere|hay que) cambiar|que dato|cual dato")),
     ("confirm", re.compile(r"correct|confirm|esta bien asi|todo bien|le parece bien|"
                            r"son correctos|esta de acuerdo|reserv\w* entonces")),
     ("choose_time", re.compile(r"cual prefiere|cual le (conviene|queda|sirve)|"
+                               r"cual de (esos|estos|los) horarios|que horario|horario prefiere|"
                                r"tengo (disponible|a las|para)|hay (cupo|espacio|turnos?)|"
                                r"horarios? disponibles?")),
     ("service", re.compile(r"tramite|servicio|para que (es|seria|necesita|desea)|"
                            r"que (documento|necesita hacer)|que tipo de cita")),
     ("cedula", re.compile(r"cedula")),
     ("phone", re.compile(r"telefono|contactar|llamarl|numero (de contacto|desde|celular)|"
-                         r"desde el que (nos )?llama|termina en")),
+                         r"desde el que (nos )?llama|termina en|(mismo|ese) numero|"
+                         r"le llamamos")),
+    ("surname", re.compile(r"apellido")),
     ("name", re.compile(r"nombre|a nombre de|como se llama")),
     ("office", re.compile(r"oficina|donde|sucursal|sede|"
                           r"(santiago|romana|centro|este)\s*\?|"
@@ -68,7 +72,7 @@ _ASKS: list[tuple[str, re.Pattern[str]]] = [
     ("more", re.compile(r"algo mas|otra cosa|en que mas|desea saber|otra pregunta|"
                         r"le puedo ayudar|puedo ayudarle|en que le (puedo )?(ayudar|servir)")),
 ]  # fmt: skip
-SLOT_ASKS = ("service", "office", "date", "time", "datetime", "name", "cedula", "phone")
+SLOT_ASKS = ("service", "office", "date", "time", "datetime", "name", "surname", "cedula", "phone")
 # Questions counted for "asked a third time" (slot questions, offers and the read-back).
 COUNTED_ASKS = (*SLOT_ASKS, "choose_time", "confirm")
 _BOOKED = re.compile(r"codigo|quedo (reservad|agendad|confirmad)|cita (esta|quedo) "
@@ -135,6 +139,7 @@ class Citizen:
         self.last_said = ""
         self.date_phrase = scenario.date
         self.correction_pending = False
+        self.wrong_slot: str | None = None  # what the last read-back got wrong
         self.listened: set[int] = set()
         self.silent_turns = 0
         self.done = False  # the goal is reached (or given up): say goodbye next
@@ -228,7 +233,7 @@ class Citizen:
             return await self._say(self.last_said)
         self.silent_turns = 0
         if asked in COUNTED_ASKS:
-            key = "date" if asked == "datetime" else asked
+            key = {"datetime": "date", "surname": "name"}.get(asked, asked)
             self.log.asks[key] += 1
             if self.log.asks[key] >= 3:
                 self.log.gave_up = f"the bot asked for the {key} a third time"
@@ -334,6 +339,12 @@ class Citizen:
             return await self._say(f"{self.date_phrase}, {s.time or 'en la mañana'}")
         if asked in ("date", "time", "name"):
             return await self._slot(asked, folded)
+        if asked == "surname":
+            self.said["name"] += 1
+            surname = " ".join(s.name.split()[1:]) if s.name else ""
+            return await self._say(f"{surname}." if surname else f"{s.name}.")
+        if asked == "change_what":
+            return await self._change_what()
         if asked == "cedula":
             return await self._cedula(folded)
         if asked == "phone":
@@ -510,16 +521,25 @@ class Citizen:
             and not (code == "SDE" and "santo domingo este" not in folded)
         ]  # fmt: skip
         if wrong_office and fold(OFFICE_SPOKEN.get(s.office or "", "")) not in folded:
+            self.wrong_slot = "office"
             return await self._say(f"No, la oficina es {self._fact('office').removeprefix('en ')}.")
         days = [w for w in WEEKDAYS if re.search(rf"\b{w}\b", folded)]
         want = self._want_weekdays()
         if days and want and not set(days) & want:
+            self.wrong_slot = "date"
             return await self._say(
                 _pick(self.rng, ["No, es {d}.", "No, le dije {d}."]).format(d=self.date_phrase)
             )
         return await self._say(
             _pick(self.rng, ["Sí, correcto.", "Sí, está bien.", "Sí.", "Correcto, sí."])
         )
+
+    async def _change_what(self) -> Step:
+        """ "¿Qué desea cambiar?" after a wrong read-back: name the fact and its right value."""
+        slot = self.wrong_slot or "date"
+        if slot == "office":
+            return await self._say(f"La oficina: {self._fact('office').removeprefix('en ')}.")
+        return await self._say(f"El día: {self.date_phrase}.")
 
     def _want_weekdays(self) -> set[str]:
         from app.spoken_eval_scenarios import resolve_date
