@@ -84,17 +84,23 @@ def audible_span(turn: Any) -> tuple[datetime | None, datetime | None]:
     return start, end
 
 
-def passages_of(tools: list[Any]) -> list[Passage]:
-    """The knowledge passages a turn's searches returned; the first hit of a search that gave
-    an answer is the one spoken."""
+def passages_of(tools: list[Any], answered: bool = True) -> list[Passage]:
+    """The knowledge passages a turn's searches returned. When the reply answered (it is not an
+    apology or an "I cannot help with that"), the top hit of the last search that found
+    something is marked as the passage the answer was read from: both brains speak from the
+    best hit (the offline engine reads it; the LLM gets it first)."""
     out: list[Passage] = []
     seen: set[tuple[str, str]] = set()
-    for tool in tools or []:
-        if not isinstance(tool, dict) or tool.get("name") != SEARCH_KNOWLEDGE:
-            continue
-        result = tool.get("result")
-        if not isinstance(result, dict) or "error" in result:
-            continue
+    searches = [
+        t.get("result")
+        for t in tools or []
+        if isinstance(t, dict)
+        and t.get("name") == SEARCH_KNOWLEDGE
+        and isinstance(t.get("result"), dict)
+        and "error" not in t["result"]
+    ]
+    last = next((r for r in reversed(searches) if r.get("hits")), None)
+    for result in searches:
         for i, hit in enumerate(result.get("hits") or []):
             if not isinstance(hit, dict):
                 continue
@@ -107,7 +113,7 @@ def passages_of(tools: list[Any]) -> list[Passage]:
                     source=key[0],
                     heading=key[1],
                     score=_num(hit.get("score")),
-                    used=i == 0 and bool(result.get("answer")),
+                    used=answered and i == 0 and result is last,
                 )
             )
     out.sort(key=lambda p: not p.used)  # the spoken passage first, the others as found
@@ -135,6 +141,14 @@ def stream_span(turn: Any) -> tuple[float, float | None] | None:
         )
         return start, start + max(spoke_for - max(first_byte - before, 0.0) / 1000, 0.0)
     return start, None
+
+
+def is_apology(text: str | None) -> bool:
+    """A reply that says the caller was not understood or cannot be helped (see
+    app/quality.py): whatever it searched, it answered from no passage."""
+    from app.quality import classify_reply
+
+    return classify_reply(text or "") is not None
 
 
 def review_turns(turns: list[Any], origin: datetime, slow_turn_ms: float) -> list[TurnReview]:
@@ -169,7 +183,11 @@ def review_turns(turns: list[Any], origin: datetime, slow_turn_ms: float) -> lis
                 first_byte_ms=round(first_byte, 1) if first_byte is not None else None,
                 stages=stages,
                 slow=slow,
-                passages=passages_of(turn.tools) if turn.speaker == "bot" else [],
+                passages=(
+                    passages_of(turn.tools, answered=not is_apology(turn.text))
+                    if turn.speaker == "bot"
+                    else []
+                ),
             )
         )
     return rows

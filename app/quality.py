@@ -57,6 +57,16 @@ def _empty_search(tools: list[Any]) -> bool:
     return True
 
 
+def classify_reply(text: str) -> Problem | None:
+    """What a reply's opening says about the turn before it, from its words alone."""
+    said = _fold(text)
+    if said.startswith(_MISS):
+        return "no_entendida"
+    if said.startswith(_UNANSWERED):
+        return "sin_respuesta"
+    return None
+
+
 def classify(caller: Any, reply: Any | None) -> Problem | None:
     """Was this caller turn misunderstood, unanswered, or fine (None)?"""
     timings = caller.timings or {}
@@ -64,12 +74,10 @@ def classify(caller: Any, reply: Any | None) -> Problem | None:
         return "no_entendida" if timings.get("unheard") and not caller.dtmf else None
     if reply is None:
         return None
-    said = _fold(reply.text or "")
-    if said.startswith(_MISS):
-        return "no_entendida"
-    if said.startswith(_UNANSWERED) or _empty_search(reply.tools):
-        return "sin_respuesta"
-    return None
+    by_words = classify_reply(reply.text or "")
+    if by_words is not None:
+        return by_words
+    return "sin_respuesta" if _empty_search(reply.tools) else None
 
 
 @dataclass
@@ -116,31 +124,37 @@ async def try_question(brain: Any, question: str, timeout_s: float = 20.0) -> Tr
         ctx.history.append(Message("assistant", greeting))
         ctx.history.append(Message("user", question))
         text: list[str] = []
-        tools: list[str] = []
-        passages: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []
         async for out in brain.respond(ctx, UserInput(text=question)):
             if isinstance(out, TextChunk):
                 text.append(out.text)
             elif isinstance(out, ToolEvent):
-                tools.append(out.name)
-                if out.name == SEARCH_KNOWLEDGE and isinstance(out.result, dict):
-                    answered = bool(out.result.get("answer"))
-                    for i, hit in enumerate(out.result.get("hits") or []):
-                        if isinstance(hit, dict) and len(passages) < 5:
-                            passages.append(
-                                {
-                                    "source": str(hit.get("source") or ""),
-                                    "heading": str(hit.get("heading") or ""),
-                                    "score": hit.get("score"),
-                                    "text": str(hit.get("text") or "")[:600],
-                                    "used": i == 0 and answered,
-                                }
-                            )
+                events.append({"name": out.name, "arguments": out.arguments, "result": out.result})
+        answer = " ".join("".join(text).split())
+        from app.call_review import passages_of
+
+        texts = {
+            (str(h.get("source") or ""), str(h.get("heading") or "")): str(h.get("text") or "")
+            for e in events
+            if e["name"] == SEARCH_KNOWLEDGE and isinstance(e["result"], dict)
+            for h in e["result"].get("hits") or []
+            if isinstance(h, dict)
+        }
+        found = passages_of(events, answered=classify_reply(answer) is None)
         return TrialAnswer(
-            answer=" ".join("".join(text).split()),
+            answer=answer,
             brain=str(getattr(brain, "name", "") or ""),
-            passages=passages,
-            tools=tools,
+            passages=[
+                {
+                    "source": p.source,
+                    "heading": p.heading,
+                    "score": p.score,
+                    "text": texts.get((p.source, p.heading), "")[:600],
+                    "used": p.used,
+                }
+                for p in found
+            ],
+            tools=[e["name"] for e in events],
         )
 
     return await asyncio.wait_for(run(), timeout_s)
