@@ -116,11 +116,12 @@ async def list_calls(
     redact = Redactor.for_principal(principal)
     items = [CallItem(**_item(c, redact)) for c in calls]
     if q and q.strip():
-        found = await services.calls.search_snippets([c.call_sid for c in calls], q)
+        view = None if redact.full else (lambda text: redact.text(text) or "")
+        found = await services.calls.search_snippets([c.call_sid for c in calls], q, view)
         for item in items:
             hit = found.get(item.call_sid)
             if hit is not None:
-                item.match = {**hit, "text": redact.text(hit["text"]) or ""}
+                item.match = hit
     return CallPage(items=items, total=total)
 
 

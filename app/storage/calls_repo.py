@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -349,9 +350,13 @@ class CallRepository:
             )
         return stmt
 
-    async def search_snippets(self, call_sids: list[str], text: str) -> dict[str, dict[str, Any]]:
+    async def search_snippets(
+        self, call_sids: list[str], text: str, view: Callable[[str], str] | None = None
+    ) -> dict[str, dict[str, Any]]:
         """For each listed call, its first turn matching ``text`` (accent-insensitive), as
-        ``{"seq", "speaker", "text": window, "start", "end"}`` for a highlighted snippet."""
+        ``{"seq", "speaker", "text": window, "start", "end"}`` for a highlighted snippet.
+        ``view`` turns a turn's text into what the reader may see (personal numbers masked for
+        agents) before the window is cut, so a window never ends inside a number."""
         needle = text.strip()
         if not call_sids or not needle:
             return {}
@@ -367,7 +372,7 @@ class CallRepository:
         for sid, seq, speaker, turn_text in rows:
             if sid in out:
                 continue
-            found = snippet(turn_text, needle)
+            found = snippet(view(turn_text) if view is not None else turn_text, needle)
             if found is not None:
                 window, begin, end = found
                 out[sid] = {

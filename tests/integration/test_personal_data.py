@@ -180,6 +180,14 @@ def test_call_list_and_search_mask_the_caller_number(seeded: Api) -> None:
         assert as_agent.json()["items"][0]["caller_number"] == "+*******0100"
         as_admin = seeded.get("/api/calls", admin, **params).json()
         assert as_admin["items"][0]["caller_number"] == PHONE
+    # The search snippet (the matching line) is cut from the masked line, never from the raw.
+    [item] = seeded.get("/api/calls", agent, q="teléfono").json()["items"]
+    assert item["match"]["text"] == "Mi cédula es *******5678 y mi teléfono ******0100"
+    [item] = seeded.get("/api/calls", admin, q="teléfono").json()["items"]
+    assert item["match"]["text"] == SAID
+    # Searching by the number finds the call for an agent too, without showing the line.
+    [item] = seeded.get("/api/calls", agent, q="809-555-0100").json()["items"]
+    assert item["match"] is None
 
 
 def test_bookings_mask_cedula_and_phone_for_agents(seeded: Api) -> None:
