@@ -76,6 +76,9 @@ def test_dashboard_at_375_has_no_sideways_scroll_and_no_serious_axe_violation(
 ) -> None:
     server, sid = seeded(dashboard_server)
     page = browser.page(server, **PHONE)
+    # Console noise (issue 14): no 404 (favicon), no 409 (prompt page), nothing failing.
+    failed: list[str] = []
+    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
     page.goto("/admin/")
     expect(page.get_by_role("heading", name="Iniciar sesión")).to_be_visible()
     check(page, "iniciar sesión")
@@ -99,6 +102,7 @@ def test_dashboard_at_375_has_no_sideways_scroll_and_no_serious_axe_violation(
     )
     assert heights and min(heights) >= 9, heights
     expect(page.locator("#kpi-unclear .kpi-value")).to_have_text("100,0 %")
+    assert failed == [], failed
 
 
 def test_dashboard_works_from_the_keyboard(dashboard_server: Any, browser: Browser) -> None:
