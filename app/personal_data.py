@@ -222,6 +222,23 @@ def mask_heard(heard: str, text: str) -> str:
     return mask_text(heard[: last.start()]) + MASK * len(digits) + heard[end:]
 
 
+def mask_cut(text: str, marker: str = "…") -> str:
+    """Text cut short (a live event over the broker's size limit ends in ``marker``): the cut
+    may fall inside a number, so a run of 3+ digits right before the marker is hidden whole."""
+    if not text.endswith(marker):
+        return mask_text(text)
+    body = text[: -len(marker)]
+    end = len(body)
+    last = None
+    for last in _RUN.finditer(body):  # noqa: B007  (only the last one matters)
+        pass
+    if last is None or last.end() != end or len(_run_digits(last.group(0))) < 3:
+        return mask_text(text)
+    if _NOT_PERSONAL.fullmatch(last.group(0)) or _in_identifier(body, last.start(), end):
+        return mask_text(text)
+    return mask_text(body[: last.start()]) + MASK * len(_run_digits(last.group(0))) + marker
+
+
 def mask_keyed(dtmf: str) -> str:
     """Keyed digits: menu choices (1–4 digits) as they are; longer entries masked."""
     if sum(ch.isdigit() for ch in dtmf) < MIN_KEYED_DIGITS:
@@ -278,6 +295,10 @@ class Redactor:
             heard, text = value.get("heard_text"), value.get("text")
             if isinstance(heard, str) and isinstance(text, str):
                 out["heard_text"] = mask_heard(heard, text)
+            if value.get("truncated") is True:  # a live event whose texts were cut to fit
+                for k in ("text", "heard_text"):
+                    if isinstance(value.get(k), str):
+                        out[k] = mask_cut(value[k])
             return out
         if isinstance(value, list | tuple):
             return [self.data(v, key) for v in value]

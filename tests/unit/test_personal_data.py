@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -135,3 +136,18 @@ def test_log_lines_mask_numbers() -> None:
     plain = logging.LogRecord("x", logging.INFO, __file__, 1, "al 00112345678", None, None)
     MaskingLogFilter().filter(plain)
     assert plain.getMessage() == "al *******5678"
+
+
+def test_a_live_event_cut_inside_a_number_hides_the_cut_digits() -> None:
+    """Live events over the broker's size limit have their texts cut and end in "…"."""
+    from app.live_events import fit_payload
+
+    said = "x" * 9000 + " mi cédula es 001-1234567-8"
+    event = {"type": "turn", "text": "a" * 7000 + " 001-12345" + "b" * 2000, "heard_text": said}
+    cut = json.loads(fit_payload(event))
+    assert cut["truncated"] is True
+    shown = Redactor(full=False).data({**cut, "text": "a" * 30 + " 001-12…"})
+    assert shown["text"] == "a" * 30 + " *****…"
+    assert Redactor(full=False).data({"text": "son las 8…", "truncated": True})["text"] == (
+        "son las 8…"
+    )
