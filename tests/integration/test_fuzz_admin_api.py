@@ -1,20 +1,26 @@
-"""The admin API and dashboard routes under Hypothesis-generated requests, signed in as admin.
+"""Every HTTP route of the app under Hypothesis-generated requests, mostly signed in as admin.
 
-Every route of ``/api`` (except the live event stream) and of ``/admin`` gets random path
-parameters, query strings, JSON or raw bodies, form and multipart bodies, content types,
-methods and headers. Promises checked on a live server:
+The routes are read from the app itself (so a new route is fuzzed the day it is added): the
+admin API under ``/api`` (except the live event stream, which stays open), the dashboard, the
+Twilio webhooks, health and metrics, the visitor page, LiveKit tokens and the OpenAPI pages.
+Each gets random path parameters, query strings, JSON or raw bodies, form and multipart bodies,
+content types, methods and headers — including hostile ``Host`` and ``X-Forwarded-*`` values
+and the webhooks' own form fields with control characters. Promises checked on a live server:
 
 * never a 5xx;
-* every error is JSON with a non-empty ``detail`` string (Spanish from TAINA's own checks;
-  the framework's few English ones — "Not Found", "Method Not Allowed" — for unknown routes);
+* every error of ``/api`` and ``/admin`` is JSON with a non-empty ``detail`` string (Spanish
+  from TAINA's own checks; the framework's few English ones — "Not Found", "Method Not
+  Allowed" — for unknown routes);
 * nothing is written on invalid input: for every answer >= 400 the database (prompts, audit
-  log, knowledge documents, users, calls, bookings) and the data directory are unchanged.
+  log, knowledge documents, users, calls, bookings) and the data directory are unchanged;
+* every route was reached.
 
 Examples are derandomized, so CI sends the same requests every time.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,11 +49,14 @@ FUZZ = settings(
     derandomize=True,
     database=None,
     deadline=None,
-    max_examples=600,
+    max_examples=900,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
-# (method, path template, kind of body the route reads)
+# (method, path template, kind of body the route reads): the routes whose body is not the
+# default of their prefix (JSON under /api, a form under /twilio, none elsewhere), and the
+# routes fuzzed since before they were discovered from the app (kept: a route that vanishes
+# should be noticed).
 ROUTES: list[tuple[str, str, str]] = [
     ("POST", "/api/auth/login", "json"),
     ("GET", "/api/auth/me", "none"),
@@ -67,7 +76,11 @@ ROUTES: list[tuple[str, str, str]] = [
     ("GET", "/admin/", "none"),
     ("GET", "/admin/config.json", "none"),
     ("GET", "/admin/{asset}", "none"),
+    ("POST", "/twilio/voice", "form"),
+    ("POST", "/twilio/status", "form"),
 ]
+# Streams that stay open (server-sent events) are fuzzed elsewhere.
+SKIPPED = {("GET", "/api/live")}
 # The parameters each route knows, so random values hit the validators, not only the 404s.
 KNOWN_QUERY = [
     "since",
@@ -85,7 +98,9 @@ KNOWN_QUERY = [
     "days",
     "force",
 ]
-JSON_KEYS = ["email", "password", "text", "activate"]
+JSON_KEYS = ["email", "password", "text", "activate", "current_password", "new_password"]
+# The Twilio webhooks' fields (a CallSid that matches Twilio's shape reaches further).
+FORM_KEYS = ["CallSid", "From", "To", "StreamSid", "StreamEvent", "StreamError", "AccountSid"]
 
 TEXT = st.text(max_size=40)
 INTERESTING = st.sampled_from(
@@ -151,6 +166,40 @@ CONTENT_TYPES = st.sampled_from(
     ]
 )
 AUTH = st.sampled_from(["admin", "admin", "admin", "admin", "agent", "none", "garbage"])
+# Host and forwarded headers that once made 500s (issue 13), and some that are fine.
+HOSTS = st.sampled_from(
+    ["@", "a@", ":80", "a@b", "x:0", "x:99999", "[::1", "evil.do/path", "a,b", "ok.example.org"]
+)
+FORWARDED = st.sampled_from(
+    [
+        ("X-Forwarded-Host", ":80"),
+        ("X-Forwarded-Host", "@"),
+        ("X-Forwarded-Host", "evil.example.org"),
+        ("X-Forwarded-Proto", "javascript"),
+        ("X-Forwarded-Proto", "https"),
+        ("X-Forwarded-For", "1.2.3.4"),
+        ("X-Forwarded-For", "<script>"),
+        ("Forwarded", "for=evil;host=:80"),
+    ]
+)
+# JSON that Python's parser accepts but JSON forbids (NaN, Infinity), or that UTF-8 cannot
+# carry (lone surrogates): echoing it back in an error once made a 500 (issue 13).
+HOSTILE_JSON = st.sampled_from(
+    [
+        b'{"email": "admin@example.org", "password": NaN}',
+        b'{"email": "admin@example.org", "password": Infinity}',
+        b'{"email": "\\ud800@example.org", "password": "x"}',
+        b'{"text": "\\udfff", "activate": NaN}',
+        b'{"current_password": -Infinity, "new_password": "\\ud83d"}',
+        b"[NaN, 1e999]",
+    ]
+)
+CALL_SIDS = st.one_of(
+    st.text("0123456789abcdef", min_size=32, max_size=32).map(lambda h: "CA" + h), VALUE
+)
+FORM_VALUE = st.one_of(
+    VALUE, st.text(st.characters(min_codepoint=0, max_codepoint=0x3000), max_size=20)
+)
 FILE_NAME = st.one_of(
     st.just("nuevo.md"),
     st.sampled_from(["../fuera.md", ".oculto.md", "a.txt", "", "x/y.md", "CON.md", "a\x00.md"]),
@@ -163,25 +212,50 @@ FILE_DATA = st.one_of(
 )
 
 
+def discover_routes(app: Any) -> list[tuple[str, str, str]]:
+    """(method, template, body kind) of every HTTP route the app serves, plus :data:`ROUTES`."""
+    found: dict[tuple[str, str], str] = {(m, t): kind for m, t, kind in ROUTES}
+
+    def add(methods: Any, path: str | None) -> None:
+        for method in sorted(set(methods or ()) - {"HEAD"}):
+            template = re.sub(r"\{(\w+):path\}", r"{\1}", path or "")
+            if not template or (method, template) in SKIPPED or (method, template) in found:
+                continue
+            default = "json" if template.startswith("/api/") and method != "GET" else "none"
+            found[(method, template)] = "form" if template.startswith("/twilio/") else default
+
+    for route in app.router.routes:
+        contexts = getattr(route, "effective_route_contexts", None)
+        if contexts is not None:  # FastAPI's included routers
+            for ctx in contexts():
+                add(getattr(ctx, "methods", None), getattr(ctx, "path", None))
+        elif not getattr(route, "routes", None):
+            add(getattr(route, "methods", None), getattr(route, "path", None))
+    return sorted((m, t, kind) for (m, t), kind in found.items())
+
+
 @st.composite
-def requests_(draw: st.DrawFn) -> dict[str, Any]:
-    method, template, body_kind = draw(st.sampled_from(ROUTES))
+def requests_(draw: st.DrawFn, routes: list[tuple[str, str, str]]) -> dict[str, Any]:
+    method, template, body_kind = draw(st.sampled_from(routes))
+    route = f"{method} {template}"
     if draw(st.integers(0, 9)) == 0:
         method = draw(st.sampled_from(["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]))
     path = template
-    for name in ("call_sid", "version", "asset"):
-        if "{" + name + "}" in path:
-            raw = draw(st.one_of(VALUE, st.sampled_from(["CA" + "0" * 32, "1", "index.html"])))
-            path = path.replace("{" + name + "}", quote(raw, safe="/" if name == "asset" else ""))
+    for name in re.findall(r"\{(\w+)\}", template):
+        raw = draw(st.one_of(VALUE, st.sampled_from(["CA" + "0" * 32, "1", "index.html"])))
+        path = path.replace("{" + name + "}", quote(raw, safe="/" if name == "asset" else ""))
     query = draw(st.dictionaries(st.one_of(st.sampled_from(KNOWN_QUERY), TEXT), VALUE, max_size=4))
     body: dict[str, Any] = {}
     kind = draw(st.sampled_from([body_kind, body_kind, "json", "raw", "form", "multipart", "none"]))
     if kind == "json":
         body["json"] = draw(JSON_BODY)
     elif kind == "raw":
-        body["content"] = draw(st.binary(max_size=400))
+        body["content"] = draw(st.one_of(st.binary(max_size=400), HOSTILE_JSON))
     elif kind == "form":
-        body["data"] = draw(st.dictionaries(st.text(min_size=1, max_size=8), TEXT, max_size=3))
+        keys = st.one_of(st.sampled_from(FORM_KEYS), st.text(min_size=1, max_size=8))
+        body["data"] = draw(st.dictionaries(keys, FORM_VALUE, max_size=5))
+        if body_kind == "form" and draw(st.booleans()):
+            body["data"]["CallSid"] = draw(CALL_SIDS)
     elif kind == "multipart":
         files = draw(st.lists(st.tuples(FILE_NAME, FILE_DATA), min_size=0, max_size=2))
         body["files"] = [("file", (name, data, "text/markdown")) for name, data in files]
@@ -197,7 +271,15 @@ def requests_(draw: st.DrawFn) -> dict[str, Any]:
         headers["Content-Type"] = content_type
     if draw(st.integers(0, 9)) == 0:
         headers["If-None-Match"] = draw(HEADER_VALUE)
+    if draw(st.integers(0, 9)) == 0:
+        headers["Host"] = draw(HOSTS)
+    if draw(st.integers(0, 4)) == 0:
+        name, value = draw(FORWARDED)
+        headers[name] = value
+    if draw(st.integers(0, 9)) == 0:
+        headers["Cookie"] = "taina_refresh=" + quote(draw(VALUE), safe="")
     return {
+        "route": route,
         "method": method,
         "path": path,
         "params": query,
@@ -259,7 +341,11 @@ class AdminApi:
 def admin_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AdminApi]:
     settings_ = settings_for(
         Path(tmp_path_factory.mktemp("fuzz-api")),
-        login_rate_limit=1_000_000,  # rate limiting has its own tests; here it would hide paths
+        # Rate limiting has its own tests; here it would hide paths.
+        login_rate_limit=1_000_000,
+        login_ip_rate_limit=1_000_000,
+        login_global_rate_limit=1_000_000,
+        livekit_token_per_minute=1_000_000,
     )
     server = LiveServer(create_app(settings_, engines=instant_engines())).start()
     api = AdminApi(server)
@@ -270,31 +356,47 @@ def admin_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AdminApi]:
         server.stop()
 
 
-def test_admin_api_answers_any_request_with_a_clear_error_and_writes_nothing(
+def test_every_route_answers_any_request_with_a_clear_error_and_writes_nothing(
     admin_api: AdminApi,
 ) -> None:
+    routes = discover_routes(admin_api.server.app)
     seen: dict[int, int] = {}
+    reached: set[str] = set()
 
     @FUZZ
-    @given(requests_())
-    def one_request(req: dict[str, Any]) -> None:
+    @given(st.data())
+    def one_request(data: st.DataObject) -> None:
+        req = data.draw(requests_(routes))
         before = admin_api.snapshot()
         auth = admin_api.tokens[req.pop("auth")]
         req["headers"] = {**req["headers"], **auth}
-        method, path = req.pop("method"), req.pop("path")
+        route, method, path = req.pop("route"), req.pop("method"), req.pop("path")
         r = admin_api.http.request(method, path, **req)
+        reached.add(route)
         seen[r.status_code] = seen.get(r.status_code, 0) + 1
-        assert r.status_code < 500, (r.status_code, r.text[:500])
+        assert r.status_code < 500, (route, r.status_code, r.text[:500])
         if r.status_code >= 400:
-            assert r.headers["content-type"].startswith("application/json"), r.headers
-            detail = r.json().get("detail")
-            assert isinstance(detail, str) and detail.strip(), r.text[:500]
+            if path.startswith(("/api", "/admin")):
+                assert r.headers["content-type"].startswith("application/json"), r.headers
+                detail = r.json().get("detail")
+                assert isinstance(detail, str) and detail.strip(), r.text[:500]
             assert admin_api.snapshot() == before, f"{method} {path} → {r.status_code} wrote"
 
     one_request()
     print("status codes seen:", dict(sorted(seen.items())))
     # The fuzz reached past the validators: successes and refusals of several kinds.
     assert seen.get(200, 0) > 0 and seen.get(422, 0) > 0 and seen.get(404, 0) > 0, seen
+    assert seen.get(400, 0) > 0, seen  # bad Host / forwarded headers, malformed webhooks
+    # Hypothesis favours some routes; a plain request to each makes sure none is left out.
+    all_routes = {f"{m} {t}" for m, t, _ in routes}
+    assert len(reached) >= 0.9 * len(all_routes), sorted(all_routes - reached)
+    for method, template, kind in routes:
+        path = re.sub(r"\{\w+\}", "1", template)
+        body: dict[str, Any] = {"json": {}} if kind == "json" else {}
+        if kind == "form":
+            body = {"data": {"CallSid": "CA" + "5" * 32, "From": "+18095550100"}}
+        r = admin_api.http.request(method, path, headers=admin_api.tokens["admin"], **body)
+        assert r.status_code < 500, (method, template, r.status_code, r.text[:300])
     assert admin_api.http.get("/healthz").json()["status"] == "ok"
 
 
