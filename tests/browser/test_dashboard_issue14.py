@@ -284,3 +284,31 @@ def test_knowledge_documents_view_download_delete_and_dates(
     expect(new_row).to_have_count(0)
     folder = server.services.knowledge.source_dir
     assert not (folder / ACCENTED).exists()
+
+
+# --- item 1: statistics group the same question and count what was not understood -------------
+
+SPELLINGS = [
+    "¿A qué hora abren?",
+    "Hola, buenos días, ¿a qué hora abren?",
+    "a que hora abren por favor",
+    "Buenas, quisiera saber a qué hora abren.",
+    "Disculpe, ¿abren a qué hora?",
+]
+
+
+def test_statistics_group_spellings_and_show_a_not_understood_rate(
+    dashboard_server: Any, browser: Browser
+) -> None:
+    server = dashboard_server(instant_engines())
+    add_user(server, ADMIN, "admin")
+    for i, text in enumerate(SPELLINGS):
+        reply = "Disculpe, no le entendí." if i < 2 else "Abrimos a las ocho."
+        _call(server, f"CA{i:032d}", [("bot", "Buenos días."), ("caller", text), ("bot", reply)])
+    page = browser.page(server)
+    open_dashboard(page, ADMIN)
+    page.get_by_role("link", name="Estadísticas").click()
+    rows = page.locator(".top-questions li")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("5 veces")
+    expect(page.locator("#kpi-unclear .kpi-value")).to_have_text("40,0 %")
