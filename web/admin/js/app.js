@@ -14,10 +14,12 @@ import {
 import { h, label, message, ROLES, replace, setTimeZone } from "./dom.js";
 import { renderLogin } from "./login.js";
 import { renderBookings } from "./views/bookings.js";
+import { renderCalendar } from "./views/calendar.js";
 import { renderCallDetail, renderCalls } from "./views/calls.js";
 import { renderKnowledge } from "./views/knowledge.js";
 import { renderLive } from "./views/live.js";
 import { renderPrompts } from "./views/prompts.js";
+import { renderQuality } from "./views/quality.js";
 import { renderStats } from "./views/stats.js";
 
 const LOGIN = "/iniciar-sesion";
@@ -28,6 +30,8 @@ const ROUTES = [
   { pattern: /^\/llamadas$/, section: "llamadas", view: renderCalls },
   { pattern: /^\/en-curso$/, section: "en-curso", view: renderLive },
   { pattern: /^\/reservas$/, section: "reservas", view: renderBookings },
+  { pattern: /^\/calendario$/, section: "calendario", view: renderCalendar },
+  { pattern: /^\/calidad$/, section: "calidad", view: renderQuality },
   { pattern: /^\/instrucciones$/, section: "instrucciones", view: renderPrompts },
   { pattern: /^\/conocimiento$/, section: "conocimiento", view: renderKnowledge },
   { pattern: /^\/estadisticas$/, section: "estadisticas", view: renderStats },

@@ -23,6 +23,7 @@ import {
 } from "../dom.js";
 import { csvButton } from "../download.js";
 import { turnItem } from "../transcript.js";
+import { mountReview } from "./call_review.js";
 
 const PAGE_SIZE = 25;
 
@@ -211,6 +212,7 @@ export async function renderCallDetail(main, { match, ctx }) {
       table("Citas de la llamada", ["Código", "Trámite", "Oficina", "Fecha y hora", "Nombre", "Cédula", "Estado"],
         bookingRows, { empty: "No se reservaron citas en esta llamada." })),
   );
+  mountReview(main, call, { signal: controller.signal, ctx }); // player sync, timeline, tags
   return () => {
     controller.abort();
     if (release) release();

@@ -4,6 +4,7 @@
 
 import { get, isAdmin, post, request } from "../api.js";
 import { formatBytes, formatDateTime, h, message, replace, table } from "../dom.js";
+import { tryQuestionCard } from "./quality.js";
 
 export async function renderKnowledge(main, { ctx }) {
   const status = h("div", { id: "knowledge-status", "aria-live": "polite" });
@@ -16,6 +17,7 @@ export async function renderKnowledge(main, { ctx }) {
       "reindexe para que las llamadas los usen."),
     status,
     body,
+    tryQuestionCard(),
   );
   const say = (kind, text) => replace(status, message(kind, text));
   const viewer = h("div", { id: "kb-viewer" });
