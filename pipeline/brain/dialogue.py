@@ -259,11 +259,7 @@ class OfflineDialogueBrain:
             await kit.advance(t)
             return
         if restates_booking(kit, t):
-            t.progress = True
-            service = kit.catalog.service(st.draft.service)
-            if service is not None:
-                t.say(phrases.booking_under_way(service.spoken))
-            t.say(t.pending_question())
+            await self._restated(t)
             return
         if st.task and st.awaiting and not asks_question(t.norm, t.raw):
             # A garbled answer on a bad line ("el toxi molaume") is not a question for the
@@ -273,6 +269,20 @@ class OfflineDialogueBrain:
         if await kit.questions.answer(t):
             return
         await kit.menu.not_understood(t)
+
+    async def _restated(self, t: Turn) -> None:
+        """The request said again instead of an answer: the caller lost track of the question
+        (or did not hear it). Say where we are, then re-ask through the recovery ladder, so the
+        same question is never put a third time in the same words."""
+        st, kit = t.st, self._kit
+        service = kit.catalog.service(st.draft.service)
+        lead = phrases.booking_under_way(service.spoken) if service else phrases.NOT_CAUGHT
+        if st.awaiting:
+            await kit.recovery.restated(t, lead)
+            return
+        t.progress = True
+        t.say(lead)
+        t.say(t.pending_question())
 
     def _mentions_more(self, t: Turn) -> bool:
         """Does the turn say more than who the caller is (a service, an office, a day)?"""
@@ -334,10 +344,9 @@ class OfflineDialogueBrain:
             changed = absorb(kit, t)
             if changed or name == "book":
                 t.progress = True
-                service = kit.catalog.service(st.draft.service)
-                if not changed and service is not None:
-                    # The request said again: the caller lost track; say where we are.
-                    t.say(phrases.booking_under_way(service.spoken))
+                if not changed and st.awaiting:
+                    await self._restated(t)
+                    return True
                 await kit.advance(t)
                 return True
         t.progress = True

@@ -29,8 +29,9 @@ BOOKING_STEPS = frozenset(
 _MINOR = re.compile(r"\b(?:menor|mi hij[oa]|el nino|la nina|no tiene cedula|no tengo cedula)\b")
 # "¿Le llamamos a ese mismo número?" answered by naming it ("a ese mismo", "al mismo", "ahí
 # mismo", "a este número"; on the line "Para ese mismo", "RIS, mismo") or another one.
+# "mismo" also glued to what the line made of "a ese" ("riasemismo", "aexemismo").
 _SAME_NUMBER = re.compile(
-    r"\b(?:mism[oa]|(?:a|al|en)\s+(?:ese|este|esa|esta)\b|(?:ese|este)\s+numero|ahi|alli)\b"
+    r"mism[oa]\b|\b(?:(?:a|al|en)\s+(?:ese|este|esa|esta)\b|(?:ese|este)\s+numero|ahi|alli)\b"
 )
 _OTHER_NUMBER = re.compile(r"\b(?:otro|otra|diferente|distinto)\b")
 _NOT_A_NAME = re.compile(r"^(?:en|para|el|la|los|las|a|al|mejor|no|por)\b")

@@ -4,7 +4,8 @@ The same question is never asked a third time. After the first miss it is asked 
 shorter (never verbatim); after the second the caller gets choices they can say or key
 ("¿Es para cédula, pasaporte o licencia? Diga el nombre o marque 1, 2 o 3"), or the keypad
 for numbers; after the third the assistant moves on in the way that makes sense for that
-question (any office, no contact phone, the number they call from, the name as heard) or,
+question (any office, the earliest time on offer, no contact phone, the number they call
+from, the name as heard) or,
 when nothing sensible is left, offers a person or the office's phone.
 """
 
@@ -148,38 +149,37 @@ class RecoveryHandler:
             return phrases.office_labels(catalog, t.st.choices)
         return list(t.st.choices)
 
+    async def restated(self, t: Turn, lead: str) -> None:
+        """The caller said the request again instead of answering: they are still with us, so
+        this never ends in a dead end. The ladder goes on (shorter, then choices or the
+        keypad); past it, a sensible default where the task has one, else the keypad or the
+        choices in words not yet heard twice."""
+        st = t.st
+        step = st.awaiting or ""
+        if st.step_misses.get(step, 0) < 2:
+            await self.reprompt(t, lead)
+            return
+        t.progress = True
+        t.say(lead)
+        # The request said again is no name: that default would take its words for one.
+        if step != "name" and await self._default(t, step):
+            st.step_misses.pop(step, None)
+            return
+        t.say(self.last_try(t, step))
+
     async def _move_on(self, t: Turn, step: str) -> None:
         """A third miss: carry on without this answer where the task allows it."""
-        st, d = t.st, t.st.draft
-        kit = self.kit
-        st.step_misses.pop(step, None)
         t.progress = True
-        if step == "office" and st.task == "book":
-            d.any_office = True  # the first free slot in any office that does it
-            st.awaiting = None
-            await kit.advance(t)
+        t.st.step_misses.pop(step, None)
+        if await self._default(t, step):
             return
-        if step == "surname":
-            await kit.advance(t)  # the given name alone, read back at the confirmation
-            return
-        if step == "phone":
-            d.phone, d.phone_done = None, True
-            await kit.advance(t)
-            return
-        if step == "phone_confirm":
-            d.phone, d.phone_done = t.ctx.caller_number, True
-            await kit.advance(t)
-            return
-        if step == "name" and (heard := name_as_heard(t.raw)):
-            d.name = heard
-            await kit.advance(t)  # read back at the confirmation, where it can be corrected
-            return
+        st = t.st
         if step == "change_what":
             st.awaiting = None
-            await kit.advance(t)
+            await self.kit.advance(t)
             return
         if step == "anything_else":
-            await kit.menu.goodbye(t)
+            await self.kit.menu.goodbye(t)
             return
         if step in ("offer_booking", "offer_transfer"):
             st.offer_service = None
@@ -187,9 +187,41 @@ class RecoveryHandler:
             t.ask(phrases.ANYTHING_ELSE, resume=False)
             return
         if step == "clarify" and st.clarify:
-            await kit.questions.answer_variant(t, st.clarify["options"][0])
+            await self.kit.questions.answer_variant(t, st.clarify["options"][0])
             return
-        await kit.menu.transfer(t, "misunderstanding")
+        await self.kit.menu.transfer(t, "misunderstanding")
+
+    async def _default(self, t: Turn, step: str) -> bool:
+        """Carry on with the answer a good agent would assume, said so it can be corrected at
+        the read-back; False when this question has no such answer."""
+        st, d = t.st, t.st.draft
+        kit = self.kit
+        if step == "office" and st.task == "book":
+            d.any_office = True  # the first free slot in any office that does it
+            st.awaiting = None
+            await kit.advance(t)
+            return True
+        if step == "surname":
+            await kit.advance(t)  # the given name alone, read back at the confirmation
+            return True
+        if step == "phone":
+            d.phone, d.phone_done = None, True
+            await kit.advance(t)
+            return True
+        if step == "phone_confirm":
+            d.phone, d.phone_done = t.ctx.caller_number, True
+            await kit.advance(t)
+            return True
+        if step == "name" and (heard := name_as_heard(t.raw)):
+            d.name = heard
+            await kit.advance(t)  # read back at the confirmation, where it can be corrected
+            return True
+        if step in ("slot_choice", "slot_single") and d.offered and st.task == "book":
+            # The earliest time on offer, said plainly; the read-back can still change it.
+            t.say(phrases.TAKING_FIRST_SLOT)
+            await kit.slots.choose(t, d.offered[0])
+            return True
+        return False
 
 
 def _is_prelude(t: Turn) -> bool:

@@ -119,7 +119,7 @@ SHORT_QUESTIONS = {
     "cedula": "¿Me dice su número de cédula?",
     "lookup_cedula": "¿Me dice su número de cédula?",
     "phone": "¿A qué número le podemos llamar?",
-    "phone_confirm": "¿Le llamamos a ese mismo número? Diga sí o no.",
+    "phone_confirm": "¿Le llamamos al teléfono desde el que llama? Diga sí o no.",
     "code_or_cedula": "¿Me dice el código de la cita o su cédula?",
     "change_what": "¿Qué desea cambiar: el día, la oficina, el nombre o la cédula?",
     "confirm_booking": "¿Hago la reserva? Diga sí o no.",
@@ -156,6 +156,7 @@ KEEP_HELPING = "Si quiere, seguimos por aquí."
 SHORT_CAPABILITIES = "Puedo darle información o hacerle una cita."
 NICE_TO_MEET = "Mucho gusto."
 WANT_MORE_INFO = "¿Desea saber algo más?"
+TAKING_FIRST_SLOT = "Le aparto el primer horario; si no le conviene, lo cambiamos al final."
 
 
 def choices_menu(labels: list[str], lead: str = "") -> str:

@@ -787,3 +787,24 @@ async def test_digressions_and_misses_never_bring_the_same_words_a_third_time(
     asks = [s.split(". ")[-1] for s in heard if "?" in s or "marque" in s.lower()]
     assert all(asks.count(s) < 3 for s in asks), asks
     assert any("teclado" in s or "marque" in s for s in asks)  # the way forward was offered
+
+
+async def test_request_said_again_instead_of_a_pick_moves_the_ladder_on(
+    office: tuple[OfficeTools, BookingRepository],
+) -> None:
+    """Heard in a spoken call: the caller repeated "quiero una cita para renovar mi pasaporte"
+    to "¿Cuál de esos horarios prefiere?" ten times and heard the same question ten times.
+    Now: the choices with keys, then the earliest time taken (said, correctable at the
+    read-back), and the booking goes on."""
+    call = await start(office, can_transfer=False)
+    await call.say("quiero una cita para renovar el pasaporte en santiago el martes en la mañana")
+    assert call.awaiting == "slot_choice"
+    first = await call.say("quiero una cita para renovar mi pasaporte")
+    assert "marque 1, 2 o 3" in first
+    await call.say("le decía que necesito una cita para renovar mi pasaporte")
+    moved = await call.say("quiero una cita para renovar mi pasaporte")
+    assert phrases.TAKING_FIRST_SLOT in moved
+    assert "a las ocho de la mañana" in moved
+    assert call.awaiting == "name"
+    asks = [s for r in call.replies for s in phrases.sentences(r) if s.endswith("?")]
+    assert all(asks.count(s) < 3 for s in asks), asks
