@@ -92,8 +92,8 @@ class Settings(BaseSettings):
     # (a burst of turn_burst allowed) are ignored, so one caller cannot flood the records.
     max_call_seconds: float = 1800.0
     max_turns_per_call: int = 400
-    max_turns_per_second: float = 1.0
-    turn_burst: int = 4
+    max_turns_per_second: float = 2.0
+    turn_burst: int = 5
     # The recorder's in-memory queue; past it records spill to {data_dir}/spill (never lost).
     records_max_pending: int = 10_000
     max_ws_message_bytes: int = 64 * 1024
