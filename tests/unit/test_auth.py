@@ -374,10 +374,14 @@ def test_upload_validation() -> None:
     doc = "# Título\n\nTexto del trámite.\n".encode()
     assert validate_upload("tramite_nuevo-2.md", doc, 1024).startswith("# Título")
     assert validate_upload("bom.md", b"\xef\xbb\xbf" + doc, 1024).startswith("# Título")
+    # Accented names are the office's own words (issue 14): accepted, NFC-normalized.
+    assert validate_upload("licencia_conducción.md", doc, 1024).startswith("# Título")
+    assert validate_upload("n\u0303andu\u0301.md", doc, 1024).startswith("# Título")
     rejected = {
         "sub/dir.md": (doc, 422),
         "..md": (doc, 422),
-        "ñandú.md": (doc, 422),
+        "con espacio.md": (doc, 422),
+        "_oculto.md": (doc, 422),
         "a.md.exe": (doc, 422),
         "grande.md": (doc + b"x" * 1024, 413),
         "latin.md": ("# Título\n\nniño".encode("latin-1"), 415),
