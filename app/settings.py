@@ -118,8 +118,11 @@ class Settings(BaseSettings):
     inbound_jitter_ms: int = 500
     # A stream whose dropped audio (decaying by inbound_flood_forgive_ratio of real time)
     # exceeds this much is flooding and is closed (1008).
-    inbound_flood_limit_ms: int = 3000
+    inbound_flood_limit_ms: int = 2000
     inbound_flood_forgive_ratio: float = 0.1
+    # The address of a stream closed for flooding is refused new streams this long (browser
+    # always; Twilio only without TWILIO_AUTH_TOKEN). 0 = no ban.
+    inbound_flood_ban_s: float = 30.0
     # Fair shared engines: queued requests per call beyond this are refused (pipeline/engines.py).
     engine_max_queued_per_call: int = 2
 
