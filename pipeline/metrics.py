@@ -33,7 +33,7 @@ BAD_MESSAGE_KINDS = TWILIO_EVENTS | frozenset(
     {
         "invalid", "refused-start", "ip-limit", "start-timeout",  # twilio / routes
         "oversize", "audio", "json", "unknown", "hangup",  # web
-        "flood", "rate",  # pacing
+        "flood", "rate", "flood-ban",  # pacing
     }
 )  # fmt: skip
 TURN_LIMITS = frozenset({"rate", "max-turns", "max-duration"})
