@@ -290,13 +290,10 @@ export function mountReview(main, call, { signal, ctx }) {
     const list = main.querySelector("ol.transcript");
     const transcriptCard = list ? list.closest("section") : null;
     if (list) decorateTranscript(list, review, player);
-    const summary = main.querySelector("#sum-title")?.closest("section");
     const tl = timeline(review);
     if (transcriptCard) transcriptCard.after(tl);
     else main.append(tl);
-    const qa = tagsAndNotes(call.call_sid, review, ctx);
-    if (summary) summary.after(qa);
-    else main.append(qa);
+    main.append(tagsAndNotes(call.call_sid, review, ctx)); // last: after the call's bookings
     if (player && list) {
       whenAudio(main, signal).then((el) => {
         if (!ctx.alive()) return;

@@ -16,8 +16,8 @@ export async function renderKnowledge(main, { ctx }) {
       "Documentos con los que el asistente responde. Después de subir o cambiar documentos, " +
       "reindexe para que las llamadas los usen."),
     status,
-    body,
     tryQuestionCard(),
+    body,
   );
   const say = (kind, text) => replace(status, message(kind, text));
   const viewer = h("div", { id: "kb-viewer" });

@@ -1,0 +1,339 @@
+"""Issue 14, items 2–4, in headless Chromium against the real app: the call review (a recorded
+phone call whose transcript follows the recording), the office calendar with its booking
+actions, the quality report and «Probar una pregunta». Assertions are on what a person sees.
+
+With ``TAINA_DOCS_SCREENSHOTS=1`` the desktop screenshots also go to ``docs/img/`` (the
+README's pictures): ``scripts/docs_screenshots.sh`` regenerates them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from app.storage import TurnRecord
+from app.storage.models import Booking, Office, Service, Slot
+from pipeline.brain import phrases
+from pipeline.instant_engines import EnergyVad, FixedSTT, ToneTTS
+from pipeline.session import Engines
+from tests.browser.conftest import ROOT, BackgroundLoop, Browser, add_user
+from tests.browser.test_admin_dashboard import open_dashboard
+from tests.integration.conftest import LiveServer
+from tests.integration.test_call_recording import paced
+from tests.integration.test_twilio_stream import RawStream, frames_of
+
+expect: Any
+try:
+    from playwright.sync_api import expect
+except ImportError:  # the browser fixture skips
+    expect = None
+
+ADMIN = "admin@example.org"
+AGENT = "agente@example.org"
+DOCS_IMG = ROOT / "docs" / "img"
+DESKTOP = {"width": 1366, "height": 900}
+
+
+def doc_shot(page: Any, shots: Any, name: str) -> Path:
+    """Screenshot under test-artifacts/, and under docs/img/ when regenerating the docs."""
+    path = shots(page, name)
+    if os.environ.get("TAINA_DOCS_SCREENSHOTS") == "1":
+        DOCS_IMG.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(DOCS_IMG / f"{name}.png"), full_page=False, animations="disabled")
+    return path
+
+
+def app_engines() -> Engines:
+    """Instant ears and voice; the brain the app builds for calls (tools, knowledge base)."""
+    return Engines(
+        vad=EnergyVad(),
+        stt=FixedSTT(text="¿A qué hora abren las oficinas?"),
+        tts=ToneTTS(ms_per_char=5),
+        brain=None,
+    )
+
+
+async def recorded_call(server: LiveServer) -> str:
+    call = RawStream(server)
+    token = await call.webhook()
+    await call.connect()
+    await call.start(token)
+    await asyncio.gather(call.collect(1.5), paced(call, frames_of(False, 1500)))
+    await asyncio.gather(
+        call.collect(2.5), paced(call, frames_of(True, 600) + frames_of(False, 1900))
+    )
+    await call.stop()
+    await asyncio.wait_for(call.ws.wait_closed(), 5)
+    for _ in range(200):
+        got = await asyncio.to_thread(server.stored_call, call.call_sid)
+        if got is not None and "recording" in got.meta:
+            return call.call_sid
+        await asyncio.sleep(0.05)
+    raise AssertionError("the recording was never linked to the call")
+
+
+def test_call_review_plays_the_recording_in_sync_with_the_transcript(
+    dashboard_server: Any, browser: Browser, bg: BackgroundLoop, screenshots: Any
+) -> None:
+    server = dashboard_server(app_engines(), record_calls=True, slow_turn_ms=300.0)
+    add_user(server, AGENT, "agent")
+    sid = bg.run(recorded_call(server))
+    review = server.run(server.services.calls.get_call(sid))
+    assert review is not None
+
+    page = browser.page(server, **DESKTOP)
+    open_dashboard(page, AGENT)
+    page.goto(f"/admin/#/llamadas/{sid}")
+    transcript = page.get_by_role("list", name="Transcripción")
+    reply = transcript.locator('li[data-seq="2"]')
+    caller = transcript.locator('li[data-seq="1"]')
+
+    # Where each reply's time went, the slow one marked (300 ms: the end-of-turn silence alone
+    # is longer, so the reply is slow on any machine; the greeting never counts).
+    timeline = page.get_by_role("region", name="Tiempos por turno")
+    expect(page.get_by_role("heading", name="Tiempos por turno")).to_be_visible()
+    row = timeline.locator('tr[data-seq="2"]')
+    expect(row.get_by_role("rowheader")).to_contain_text("Turno 2")
+    expect(row.locator(".badge-slow")).to_have_text("Lenta")
+    for stage in ("Fin de turno", "Transcripción", "Asistente", "Voz", "Primer audio"):
+        expect(timeline.get_by_role("columnheader", name=stage)).to_be_visible()
+    expect(page.get_by_text(re.compile(r"1 respuesta lenta \(más de 300 ms"))).to_be_visible()
+
+    # The answer names the knowledge passage it came from; the slow reply is marked in the
+    # transcript too.
+    expect(reply.locator(".turn-source")).to_contain_text(re.compile(r"Respondió con: .+\.md"))
+    expect(reply.locator(".badge-slow")).to_have_text("Lenta")
+
+    # The recording plays with the transcript: clicking a line jumps there and highlights it.
+    audio = page.locator("audio.recording")
+    expect(audio).to_be_attached()
+    page.wait_for_function("document.querySelector('audio.recording').readyState >= 1")
+    expect(page.get_by_text("Haga clic en una línea de la transcripción")).to_be_visible()
+    caller.locator(".turn-text").click()
+    expect(caller).to_have_attribute("aria-current", "true")
+    expect(caller).to_have_class(re.compile(r"\bturn-current\b"))
+    position = float(audio.evaluate("a => a.currentTime"))
+    caller_at = float(
+        caller.locator("button.seek").get_attribute("aria-label").split()[-1].split(":")[1]
+    )
+    assert abs(position - caller_at) < 1.0, (position, caller_at)
+
+    jump = reply.get_by_role("button", name=re.compile(r"^Escuchar desde 0:0\d$"))
+    jump.click()
+    expect(reply).to_have_attribute("aria-current", "true")
+    expect(caller).not_to_have_attribute("aria-current", "true")
+    # Playing on its own, the highlight follows the audio: back to the start, the greeting.
+    audio.evaluate("a => { a.pause(); a.currentTime = 0.05; }")
+    expect(transcript.locator('li[data-seq="0"]')).to_have_attribute("aria-current", "true")
+
+    # Tags and notes, kept across a reload.
+    page.get_by_label("Nueva etiqueta").fill("Respuesta incorrecta")
+    page.get_by_role("button", name="Añadir etiqueta").click()
+    tags = page.get_by_role("list", name="Etiquetas de la llamada")
+    expect(tags.get_by_role("listitem")).to_have_text(re.compile(r"^respuesta incorrecta"))
+    page.get_by_label("Nueva nota").fill("Respondió bien, pero tardó.")
+    page.get_by_role("button", name="Guardar nota").click()
+    expect(page.get_by_text("Se guardó la nota.")).to_be_visible()
+    page.reload()
+    notes = page.get_by_role("list", name="Notas de la llamada")
+    expect(notes).to_contain_text("Respondió bien, pero tardó.")
+    expect(notes).to_contain_text(AGENT)
+    expect(page.get_by_role("list", name="Etiquetas de la llamada")).to_contain_text(
+        "respuesta incorrecta"
+    )
+    caller.locator(".turn-text").click()
+    expect(caller).to_have_attribute("aria-current", "true")
+    audio.evaluate("a => a.pause()")
+    page.evaluate("document.getElementById('rec-title').closest('section').scrollIntoView()")
+    doc_shot(page, screenshots, "revision-de-llamada")
+    page.get_by_role("button", name="Quitar la etiqueta «respuesta incorrecta»").click()
+    expect(page.get_by_text("Sin etiquetas.")).to_be_visible()
+
+
+# --- calendar ---------------------------------------------------------------------------------
+
+
+def _past_booking(server: LiveServer, code: str, name: str) -> None:
+    async def go() -> None:
+        async with server.services.db.session(write=True) as s:
+            office = await s.scalar(select(Office).where(Office.code == "SDC"))
+            service = await s.scalar(select(Service).where(Service.code == "cedula"))
+            assert office is not None and service is not None
+            at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30, seconds=7)
+            slot = Slot(office_id=office.id, starts_at=at, capacity=1, booked=1)
+            s.add(slot)
+            await s.flush()
+            s.add(
+                Booking(
+                    code=code,
+                    slot_id=slot.id,
+                    service_id=service.id,
+                    office_id=office.id,
+                    citizen_name=name,
+                    cedula="40200000099",
+                    status="confirmed",
+                )
+            )
+
+    server.run(go())
+
+
+def _book(server: LiveServer, name: str, cedula: str) -> Any:
+    async def go() -> Any:
+        svc = server.services.booking_service
+        free = await svc.available("cedula", "SDC", limit=1)
+        return await svc.book(free[0].id, "cedula", name, cedula, "8095550100")
+
+    return server.run(go())
+
+
+def test_calendar_shows_capacity_and_staff_act_on_bookings(
+    dashboard_server: Any, browser: Browser, screenshots: Any
+) -> None:
+    server = dashboard_server(app_engines())
+    add_user(server, AGENT, "agent")
+    ana = _book(server, "Ana Pérez", "00112345678")
+    _book(server, "Luis Gómez", "00112345679")
+    _past_booking(server, "TA-PAST9", "Pedro Martínez")
+    day = ana.starts_at.date().isoformat()
+
+    page = browser.page(server, **DESKTOP)
+    open_dashboard(page, AGENT)
+    page.get_by_role("link", name="Calendario").click()
+    expect(page.get_by_role("heading", name="Calendario de citas")).to_be_visible()
+
+    # Today: the appointment that already happened, marked attended.
+    pedro = page.locator('li[data-code="TA-PAST9"]')
+    expect(pedro).to_contain_text("Pedro Martínez")
+    pedro.get_by_role("button", name=re.compile("Acciones para la cita de Pedro")).click()
+    dialog = page.get_by_role("dialog", name="Cita TA-PAST9")
+    expect(dialog).to_be_visible()
+    expect(dialog.get_by_role("button", name="Cancelar cita")).to_have_count(0)  # it is past
+    dialog.get_by_role("button", name="Marcar «Asistió»").click()
+    expect(page.get_by_text("Cita TA-PAST9: asistió.")).to_be_visible()
+    expect(page.locator('li[data-code="TA-PAST9"] .badge')).to_have_text("Asistió")
+
+    # The booking's day: capacity per slot, the cédula masked for an agent.
+    page.get_by_label("Fecha").fill(day)
+    page.get_by_label("Fecha").dispatch_event("change")
+    booking = page.locator(f'li[data-code="{ana.code}"]')
+    expect(booking).to_contain_text("Ana Pérez")
+    slot = page.locator(f'li.cal-slot:has(li[data-code="{ana.code}"])')
+    expect(slot.locator(".cal-capacity")).to_contain_text(re.compile(r"2/\d+ ocupados|Completo"))
+    expect(page.get_by_text(re.compile(r"2 de \d+ cupos ocupados")).first).to_be_visible()
+
+    # Move Ana to another time: the dialog offers only free future slots of that day.
+    booking.get_by_role("button", name=re.compile("Acciones para la cita de Ana")).click()
+    dialog = page.get_by_role("dialog", name=f"Cita {ana.code}")
+    expect(dialog).to_contain_text("***")  # masked cédula
+    expect(dialog).not_to_contain_text("0011234")
+    choice = dialog.get_by_label("Nuevo horario")
+    expect(choice.locator("option").first).to_have_text(re.compile(r"^\d\d:\d\d \(\d+ libres\)$"))
+    target = choice.locator("option").nth(1)
+    target_time = target.inner_text()[:5]
+    choice.select_option(index=1)
+    dialog.get_by_role("button", name="Mover la cita").click()
+    expect(
+        page.get_by_text(re.compile(rf"La cita {ana.code} se movió al {day} a las {target_time}"))
+    ).to_be_visible()
+    moved = page.locator(f'li.cal-slot:has(li[data-code="{ana.code}"]) .cal-slot-time')
+    expect(moved).to_have_text(target_time)
+
+    # The week, then cancel (after confirming).
+    page.get_by_label("Vista").select_option("semana")
+    expect(page.locator(".cal-week section.cal-day")).to_have_count(7)
+    doc_shot(page, screenshots, "calendario")
+    page.once("dialog", lambda d: d.accept())
+    page.locator(f'li[data-code="{ana.code}"]').get_by_role("button").click()
+    page.get_by_role("dialog", name=f"Cita {ana.code}").get_by_role(
+        "button", name="Cancelar cita"
+    ).click()
+    expect(page.get_by_text(f"Se canceló la cita {ana.code}.")).to_be_visible()
+    expect(page.locator(f'li[data-code="{ana.code}"]')).to_have_count(0)
+    still = server.run(server.services.booking_service.get(ana.code))
+    assert still is not None and still.status == "cancelled"
+
+
+# --- quality ------------------------------------------------------------------------------------
+
+
+def _seed_quality(server: LiveServer) -> None:
+    now = datetime.now(UTC) - timedelta(minutes=20)
+    out_of_scope = f"{phrases.CANNOT_HELP_WITH_THAT} {phrases.CAPABILITIES}"
+
+    def turn(seq: int, speaker: str, text: str) -> TurnRecord:
+        at = now + timedelta(seconds=5 * seq)
+        return TurnRecord(
+            seq=seq,
+            speaker=speaker,  # type: ignore[arg-type]
+            text=text,
+            heard_text=text,
+            interrupted=False,
+            started_at=at,
+            ended_at=at + timedelta(seconds=2),
+            timings={"first_byte_ms": 700.0} if speaker == "bot" else {},
+        )
+
+    async def write() -> None:
+        calls = server.services.calls
+        for i, said in enumerate(["¿Puedo pagar la luz aquí?", "puedo pagar la luz aqui"]):
+            sid = f"CA-luz-{i}"
+            await calls.start_call(sid, "twilio", started_at=now + timedelta(minutes=i))
+            await calls.add_turn(sid, turn(0, "bot", "Buenas tardes. ¿En qué le puedo ayudar?"))
+            await calls.add_turn(sid, turn(1, "caller", said))
+            await calls.add_turn(sid, turn(2, "bot", out_of_scope))
+            await calls.end_call(sid, end_reason="caller-hangup")
+
+    server.run(write())
+
+
+def test_quality_report_and_trying_a_question(
+    dashboard_server: Any, browser: Browser, screenshots: Any
+) -> None:
+    server = dashboard_server(app_engines())
+    add_user(server, AGENT, "agent")
+    _seed_quality(server)
+
+    page = browser.page(server, **DESKTOP)
+    open_dashboard(page, AGENT)
+    page.get_by_role("link", name="Calidad").click()
+    expect(page.get_by_role("heading", name="Calidad de las respuestas")).to_be_visible()
+    table = page.get_by_role("region", name="Preguntas no entendidas o sin respuesta")
+    row = table.get_by_role("row", name=re.compile("pagar la luz"))
+    expect(row).to_have_count(1)  # two spellings, one question
+    expect(row).to_contain_text("Sin respuesta")
+    expect(row.get_by_role("cell").nth(1)).to_have_text("2")
+    expect(page.locator(".quality-kpis")).to_contain_text("Sin respuesta2")
+    doc_shot(page, screenshots, "calidad")
+    row.get_by_role("link", name=re.compile("Abrir la llamada")).first.click()
+    expect(page.get_by_role("heading", name=re.compile("Llamada CA-luz-1"))).to_be_visible()
+
+    # «Probar una pregunta»: the answer and the passage it comes from.
+    page.get_by_role("link", name="Base de conocimiento").click()
+    page.get_by_label("Pregunta, como la diría quien llama").fill("¿A qué hora abren las oficinas?")
+    page.get_by_role("button", name="Probar").click()
+    answer = page.locator(".try-answer")
+    expect(answer).to_contain_text("lunes a viernes")
+    used = page.locator(".try-passage-used")
+    expect(used).to_contain_text("Pasaje usado:")
+    expect(used.locator("code")).to_have_text(re.compile(r"\.md$"))
+    page.evaluate("document.getElementById('probar').scrollIntoView()")
+    doc_shot(page, screenshots, "probar-una-pregunta")
+
+    page.get_by_label("Pregunta, como la diría quien llama").fill("¿Puedo pagar la luz aquí?")
+    page.get_by_role("button", name="Probar").click()
+    expect(answer).to_contain_text("Disculpe, con eso no le puedo ayudar")
+    expect(
+        page.get_by_text("No respondió con ningún pasaje de la base de conocimiento.")
+    ).to_be_visible()
+
+    page.get_by_role("link", name="Estadísticas").click()
+    expect(page.get_by_role("heading", name="Estadísticas")).to_be_visible()
+    page.wait_for_timeout(300)  # charts draw on the next frame
+    doc_shot(page, screenshots, "estadisticas")
