@@ -74,12 +74,12 @@ _RUN = re.compile(rf"(?<!\d){_TOKEN}(?:{_SEP}{_TOKEN})*(?!\d)", re.IGNORECASE)
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 MIN_IDENTIFIER_CHARS = 20
 # Runs that are numbers but not personal: dates and amounts with thousands separators.
+# (At most two thousands groups: "40,212,345,678" is a cédula as a transcriber may write it.)
+_YEAR, _MONTH, _DAY = r"(?:19|20)\d\d", r"(?:0?[1-9]|1[0-2])", r"(?:0?[1-9]|[12]\d|3[01])"
 _NOT_PERSONAL = re.compile(
-    r"\d{4}-\d{1,2}-\d{1,2}"  # 2025-03-01
-    r"|\d{1,2}/\d{1,2}/\d{4}"  # 01/03/2025
-    r"|\d{1,3}(?:[.,]\d{3}){1,2}(?:[.,]\d{1,2})?"  # 1,500,000 or 1.500.000,00
+    rf"(?:{_YEAR}-{_MONTH}-{_DAY}|{_DAY}/{_MONTH}/{_YEAR})(?:\s(?:[01]?\d|2[0-3]))?"  # dates
+    r"|\d{1,3}(?:[.,]\d{3}){1,2}(?:[.,]\d{1,2})?"  # amounts: 1,500,000 or 1.500.000,00
 )
-# (at most two thousands groups: "40,212,345,678" is a cédula as a transcriber may write it)
 _WORD_RE = re.compile(rf"\d+|(?:{_WORD})(?!\w)", re.IGNORECASE)
 
 # Keys whose value is a personal number wherever they appear (API fields, tool arguments and
