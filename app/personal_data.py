@@ -252,6 +252,32 @@ def mask_number(value: str) -> str:
     return mask_digits(value)
 
 
+# Searching by part of a number would let an agent rebuild it one digit at a time ("does any
+# call contain 45678? 345678?…"): agents search by a whole number or by none.
+MIN_SEARCH_DIGITS = 10
+MAX_FREE_SEARCH_DIGITS = 2  # "8 de marzo", "a las 10"
+MSG_PARTIAL_NUMBER = (
+    "Para buscar por número escriba el número completo (al menos 10 dígitos): "
+    "su rol no permite buscar partes de una cédula o de un teléfono."
+)
+
+
+def partial_number_search(text: str | None, *, phone: bool = False) -> bool:
+    """Whether a search (``phone`` filter or transcript text) holds part of a number: a run of
+    3–9 digits (or digit words) in text; for the phone filter (which matches the end of the
+    number) 5–9 digits."""
+    if not text:
+        return False
+    if phone:
+        digits = sum(ch.isdigit() for ch in text)
+        return KEEP_DIGITS < digits < MIN_SEARCH_DIGITS  # the last four are shown anyway
+    for m in _RUN.finditer(text):
+        n = len(_run_digits(m.group(0)))
+        if MAX_FREE_SEARCH_DIGITS < n < MIN_SEARCH_DIGITS:
+            return True
+    return False
+
+
 @dataclass(frozen=True)
 class Redactor:
     """What one viewer may see. ``full`` (admins) returns everything unchanged."""
@@ -279,6 +305,15 @@ class Redactor:
         if self.full or not heard:
             return heard
         return mask_heard(heard, text or "")
+
+    def search_refusal(self, text: str | None = None, phone: str | None = None) -> str | None:
+        """The Spanish reason to refuse a search that could spell out a masked number, or None
+        (admins search freely)."""
+        if self.full:
+            return None
+        if partial_number_search(phone, phone=True) or partial_number_search(text):
+            return MSG_PARTIAL_NUMBER
+        return None
 
     def dtmf(self, value: str | None) -> str | None:
         if self.full or not value:

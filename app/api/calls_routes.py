@@ -110,10 +110,12 @@ async def list_calls(
         "phone": phone or None,
         "text": q or None,
     }
+    redact = Redactor.for_principal(principal)
+    if refusal := redact.search_refusal(q, phone):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=refusal)
     await close_abandoned(services)
     calls = await services.calls.list_calls(limit=limit, offset=offset, **filters)
     total = await services.calls.count_calls(**filters)
-    redact = Redactor.for_principal(principal)
     items = [CallItem(**_item(c, redact)) for c in calls]
     if q and q.strip():
         view = None if redact.full else (lambda text: redact.text(text) or "")
@@ -174,8 +176,10 @@ async def export_calls(
         "phone": phone or None,
         "text": q or None,
     }
-    total = await services.calls.count_calls(**filters)
     redact = Redactor.for_principal(principal)
+    if refusal := redact.search_refusal(q, phone):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=refusal)
+    total = await services.calls.count_calls(**filters)
 
     async def page(offset: int, limit: int) -> list[tuple[Any, ...]]:
         calls = await services.calls.list_calls(limit=limit, offset=offset, **filters)

@@ -188,6 +188,15 @@ def test_call_list_and_search_mask_the_caller_number(seeded: Api) -> None:
     # Searching by the number finds the call for an agent too, without showing the line.
     [item] = seeded.get("/api/calls", agent, q="809-555-0100").json()["items"]
     assert item["match"] is None
+    # Part of a number would be an oracle ("does 45678 occur? 345678?"): agents may not.
+    for path in ("/api/calls", "/api/calls/export.csv"):
+        for params in ({"q": "45678"}, {"q": "cuatro cinco seis siete"}, {"phone": "50100"}):
+            refused = seeded.get(path, agent, **params)
+            assert refused.status_code == 422, (path, params)
+            assert "número completo" in refused.json()["detail"]
+            assert seeded.get(path, admin, **params).status_code == 200
+        assert seeded.get(path, agent, phone="0100").status_code == 200  # shown anyway
+        assert seeded.get(path, agent, q="8 de marzo").status_code == 200
 
 
 def test_bookings_mask_cedula_and_phone_for_agents(seeded: Api) -> None:

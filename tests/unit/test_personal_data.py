@@ -150,3 +150,15 @@ def test_a_live_event_cut_inside_a_number_hides_the_cut_digits() -> None:
     assert Redactor(full=False).data({"text": "son las 8…", "truncated": True})["text"] == (
         "son las 8…"
     )
+
+
+def test_agents_cannot_search_by_part_of_a_number() -> None:
+    agent, admin = Redactor(full=False), Redactor(full=True)
+    for q in ("45678", "001-12", "cuatro cinco seis", "mi cédula 1234567"):
+        assert agent.search_refusal(q) is not None, q
+        assert admin.search_refusal(q) is None
+    for q in ("cédula", "8 de marzo", "a las 10", "00112345678", "809-555-0100", None):
+        assert agent.search_refusal(q) is None, q
+    assert agent.search_refusal(phone="555-0100") is not None
+    assert agent.search_refusal(phone="0100") is None
+    assert agent.search_refusal(phone="+1 809 555 0100") is None
