@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import weakref
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -131,18 +132,18 @@ async def list_calls(
 async def close_abandoned(services: ServicesDep) -> None:
     """Calls open for longer than any call may last lost their process (issue 14: a crashed
     call stayed "En curso" forever): record them as ended before staff read the list."""
-    global _last_sweep
     now = time.monotonic()
-    if now - _last_sweep < SWEEP_EVERY_S:
+    if now - _last_sweep.get(services.calls, float("-inf")) < SWEEP_EVERY_S:
         return  # a write per list request would contend with live calls' writes (SQLite)
-    _last_sweep = now
+    _last_sweep[services.calls] = now
     limit_s = float(getattr(services.settings, "max_call_seconds", 1800.0) or 1800.0)
     cutoff = datetime.now().astimezone() - timedelta(seconds=limit_s + 300)
     await services.calls.close_abandoned(cutoff)
 
 
 SWEEP_EVERY_S = 30.0
-_last_sweep = float("-inf")
+# Per repository (one per app), so each server in a process keeps its own pace.
+_last_sweep: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 
 
 EXPORT_HEADER = (
