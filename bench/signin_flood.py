@@ -4,8 +4,9 @@ One client sends ``--count`` sign-ins with distinct e-mails (and a made-up
 ``X-Forwarded-For`` each, which must not help it) as fast as ``--concurrency`` connections
 allow. Meanwhile a simulated phone call (``taina call``'s engine: real-time 20 ms frames,
 eSpeak questions, turn latency = end of caller speech to first bot audio on the wire) asks
-``--turns`` questions. The same call is placed first with no flood, so the ratio compares two
-measurements of one run on one machine.
+``--turns`` questions. The same call is placed with no flood just before and just after, so
+the ratio compares measurements of one run on one machine, and a change of the machine's
+background load during the run (it is shared) weighs on both sides.
 
 Two modes:
 
@@ -165,7 +166,7 @@ def start_flood(server: str, count: int, concurrency: int, stop_file: Path) -> s
 async def quiet_vs_attacked(
     server: str, count: int, concurrency: int, turns: int, workdir: Path
 ) -> dict[str, object]:
-    """The call alone, then the call beside the flood; both measured in this run."""
+    """The call alone, beside the flood, and alone again (A-B-A), all measured in this run."""
     rendered: dict[str, bytes] = {}
     await call_latencies(server, 1, rendered)  # warm-up: renders the questions, loads paths
     quiet = await call_latencies(server, turns, rendered)
@@ -178,6 +179,7 @@ async def quiet_vs_attacked(
         stop.touch()
     out, _ = await asyncio.to_thread(proc.communicate, timeout=120)
     flood_stats = json.loads(out)
+    quiet += await call_latencies(server, turns, rendered)
     q, a = statistics.median(quiet), statistics.median(attacked)
     return {
         "quiet_ms": quiet,
