@@ -96,6 +96,12 @@ def test_agent_sees_numbers_masked_and_downloads_masked_csv(
     assert LEAK.findall(everything) == [], LEAK.findall(everything)
     screenshots(page, "privacidad-llamada-agente")
 
+    # Searching by part of the number would spell it out: refused, in words a person reads.
+    page.goto("/admin/#/llamadas")
+    page.get_by_label("Buscar en transcripciones").fill("45678")
+    page.get_by_role("button", name="Filtrar").click()
+    expect(page.get_by_text(re.compile("escriba el número completo"))).to_be_visible()
+
     # «Descargar CSV» on Llamadas, with a filter on screen: only those rows, numbers masked.
     page.goto("/admin/#/llamadas")
     page.get_by_label("Canal").select_option("twilio")
