@@ -247,7 +247,9 @@ class ActiveCalls:
 
     def promise(self, call_id: str, limit: int, ttl_s: float) -> bool:
         """The Twilio webhook: keep a slot for this call's stream, if there is room."""
-        if limit and self.held >= limit:
+        if not limit:
+            return True  # no cap: nothing to keep (and nothing a webhook flood can grow)
+        if self.held >= limit:
             return False
         self._promised[call_id] = self._clock() + max(ttl_s, 0.0)
         self._promised.move_to_end(call_id)
@@ -282,3 +284,44 @@ def active_calls(app: Any) -> ActiveCalls:
         registry = ActiveCalls()
         app.state.active_calls = registry
     return registry
+
+
+class FloodBans:
+    """Client addresses whose stream was just closed for flooding audio, refused for a while.
+
+    A flooding client closed after a second or two would otherwise reconnect at once and
+    flood again, each new call costing a greeting, records and the audio heard before the
+    flood was detected. Its address is refused at the upgrade (403, before any work) for
+    ``ban_s``. Applied to the browser stream always and to the Twilio stream only when
+    signatures are not enforced: signed streams come from Twilio's few shared addresses.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._until: OrderedDict[str, float] = OrderedDict()
+
+    def ban(self, ip: str, ban_s: float) -> None:
+        if ban_s <= 0:
+            return
+        self._until[ip] = self._clock() + ban_s
+        self._until.move_to_end(ip)
+        while len(self._until) > MAX_REMEMBERED_CALLS:
+            self._until.popitem(last=False)
+
+    def banned(self, ip: str) -> bool:
+        until = self._until.get(ip)
+        if until is None:
+            return False
+        if until <= self._clock():
+            del self._until[ip]
+            return False
+        return True
+
+
+def flood_bans(app: Any) -> FloodBans:
+    """The app's one :class:`FloodBans`, created on first use."""
+    bans: FloodBans | None = getattr(app.state, "flood_bans", None)
+    if bans is None:
+        bans = FloodBans()
+        app.state.flood_bans = bans
+    return bans

@@ -14,6 +14,7 @@ from app.connection_limits import (
     app_counter,
     call_registry,
     client_ip,
+    flood_bans,
     run_with_start_deadline,
 )
 from app.services import Services
@@ -53,6 +54,10 @@ def _xml(body: str, status: int = 200) -> Response:
 @router.post("/twilio/voice", summary="Twilio voice webhook: answers with <Connect><Stream>")
 async def voice_webhook(request: Request) -> Response:
     services = _services(request)
+    if services.signatures is None and flood_bans(request.app).banned(client_ip(request)):
+        # Unsigned mode: this address's last stream flooded audio; no new call for it yet.
+        retry = str(max(1, int(services.settings.inbound_flood_ban_s)))
+        return Response(status_code=429, headers={"Retry-After": retry})
     form = await request.form()
     call_sid = str(form.get("CallSid") or "")
     if services.signatures is not None:
@@ -146,6 +151,13 @@ async def media_stream(ws: WebSocket) -> None:
     # stays silent past the deadline. Started calls are not counted (Twilio's few addresses
     # carry many calls); max_concurrent_calls caps those.
     ip = client_ip(ws)
+    # Unsigned streams only (signed ones come from Twilio's shared addresses): an address
+    # whose last stream flooded audio gets no new stream for a while.
+    bans = flood_bans(ws.app) if services.signatures is None else None
+    if bans is not None and bans.banned(ip):
+        services.metrics.bad_messages_total.labels("twilio", "flood-ban").inc()
+        await ws.close(code=1008)  # before accept: the upgrade is answered with 403
+        return
     pending = app_counter(ws.app, "twilio_pending")
     if not pending.acquire(ip, settings.twilio_max_pending_per_ip):
         log.warning("media stream refused: %s has %d streams not started", ip, pending.count(ip))
@@ -175,6 +187,8 @@ async def media_stream(ws: WebSocket) -> None:
         if timed_out:
             log.warning("media stream closed: no valid start from %s in time", ip)
             services.metrics.bad_messages_total.labels("twilio", "start-timeout").inc()
+        if bans is not None and transport.flooded:
+            bans.ban(ip, settings.inbound_flood_ban_s)
     finally:
         slot.release()
         registry = call_registry(ws.app, settings.twilio_replay_window_s)

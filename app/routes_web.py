@@ -17,7 +17,13 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, Response, WebSocket, status
 from fastapi.responses import FileResponse, RedirectResponse
 
-from app.connection_limits import active_calls, app_counter, client_ip, run_with_start_deadline
+from app.connection_limits import (
+    active_calls,
+    app_counter,
+    client_ip,
+    flood_bans,
+    run_with_start_deadline,
+)
 from app.recordings import with_recording
 from app.routes_admin import CONTENT_TYPES, MSG_NOT_FOUND, content_security_policy, resolve_asset
 from app.services import Services
@@ -128,6 +134,11 @@ def make_router(root: Path = VISITOR_DIR) -> APIRouter:
         services: Services = ws.app.state.services
         counter = app_counter(ws.app, "web_connections")  # every open socket, per address
         ip = client_ip(ws)
+        bans = flood_bans(ws.app)
+        if bans.banned(ip):  # its last stream flooded audio: no new work for it for a while
+            services.metrics.bad_messages_total.labels("web", "flood-ban").inc()
+            await ws.close(code=1008)  # before accept: the upgrade is answered with 403
+            return
         limit = _setting(services, "web_max_connections_per_ip", DEFAULT_MAX_CONNECTIONS_PER_IP)
         if not counter.acquire(ip, limit):
             log.warning("web stream refused: %s has %d open streams", ip, limit)
@@ -178,6 +189,8 @@ def make_router(root: Path = VISITOR_DIR) -> APIRouter:
             ):
                 log.warning("web stream closed: no start from %s in time", ip)
                 services.metrics.bad_messages_total.labels("web", "start-timeout").inc()
+            if transport.flooded:
+                bans.ban(ip, services.settings.inbound_flood_ban_s)
         finally:
             counter.release(ip)
 

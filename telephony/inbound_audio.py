@@ -39,7 +39,7 @@ Transport = Literal["twilio", "web"]
 WireEncoding = Literal["mulaw", "pcm16"]
 
 DEFAULT_JITTER_MS = 500
-DEFAULT_FLOOD_LIMIT_MS = 3000
+DEFAULT_FLOOD_LIMIT_MS = 2000
 DEFAULT_FORGIVE_RATIO = 0.1
 SLICE_MS = 100  # audio decoded, resampled and run through VAD between two yields to the loop
 FLOOD_REASON = "flood"
@@ -198,10 +198,11 @@ async def receive_loop(
     inbound: InboundAudio,
     started: Callable[[], bool],
     session: Callable[[], FeedsAudio | None],
-    log: logging.LoggerAdapter[Any] | logging.Logger,
+    log: Callable[[], logging.LoggerAdapter[Any] | logging.Logger],
 ) -> str:
     """Receive until the call ends; return why (``caller-hangup``, ``disconnected``,
-    ``bot-hangup``, ``flood`` or whatever ``handle`` decided)."""
+    ``bot-hangup``, ``flood`` or whatever ``handle`` decided). ``log`` gives the stream's
+    logger as it is now (it learns the call id at ``start``)."""
     while True:
         message = await ws.receive()
         if message["type"] == "websocket.disconnect":
@@ -210,7 +211,7 @@ async def receive_loop(
         if outcome is not None:
             return outcome
         if inbound.flooding:
-            log.warning(
+            log().warning(
                 "closing the %s stream: audio flood (%.1f s beyond real time dropped, "
                 "%.1f s heard)",
                 inbound.transport,

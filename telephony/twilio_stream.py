@@ -172,7 +172,7 @@ class TwilioMediaStream:
             inbound=self._inbound,
             started=lambda: self._start is not None,
             session=lambda: self._session,
-            log=self._log,
+            log=lambda: self._log,
         )
 
     async def _on_message(self, message: dict[str, Any]) -> str | None:
@@ -258,6 +258,11 @@ class TwilioMediaStream:
         if self._session is not None:
             await self._session.close(reason)
         await self._out.shutdown(1008 if reason in ("protocol-error", FLOOD_REASON) else 1000)
+
+    @property
+    def flooded(self) -> bool:
+        """The stream was closed for sending audio faster than real time."""
+        return self._inbound.flooding
 
     def describe(self) -> dict[str, Any]:
         return {"call_sid": self.call_sid, "stream_sid": self.stream_sid, "bad": self._bad.count}

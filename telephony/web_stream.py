@@ -213,7 +213,7 @@ class WebMediaStream:
             inbound=self._inbound,
             started=lambda: self._started,
             session=lambda: self._session,
-            log=self._log,
+            log=lambda: self._log,
         )
 
     async def _on_message(self, message: dict[str, Any]) -> str | None:
@@ -300,6 +300,11 @@ class WebMediaStream:
         if self._session is not None:
             await self._session.close(reason)
         await self._out.shutdown(1008 if reason in ("protocol-error", FLOOD_REASON) else 1000)
+
+    @property
+    def flooded(self) -> bool:
+        """The stream was closed for sending audio faster than real time."""
+        return self._inbound.flooding
 
     def describe(self) -> dict[str, Any]:
         return {"call_id": self.call_id, "bad": self._bad.count, "state": self._state}
