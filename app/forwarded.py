@@ -6,12 +6,13 @@ signature covers) and per-client limits (sign-in, sockets per address) from them
 * ``Host`` must be a plain ``host[:port]`` (a name, an IPv4 address or a bracketed IPv6
   address); anything else (``@``, ``a@``, ``:80``, spaces, paths) is answered 400 before any
   route runs, instead of surfacing later as a 500 from a URL that cannot be built.
-* ``X-Forwarded-For``, ``X-Forwarded-Proto``, ``X-Forwarded-Host`` and ``Forwarded`` are
-  believed only when the peer is one of ``TAINA_TRUSTED_PROXIES`` (addresses or CIDR networks,
-  default none). From a trusted proxy they are validated (a bad value is a 400) and applied to
-  the request: the client address (the right-most address in ``X-Forwarded-For`` that is not
-  itself a trusted proxy), the scheme and the ``Host``. From anyone else they are dropped, so
-  no route or limit ever sees a value a client picked for itself.
+* ``X-Forwarded-For``, ``X-Forwarded-Proto`` and ``X-Forwarded-Host`` are believed only when
+  the peer is one of ``TAINA_TRUSTED_PROXIES`` (addresses or CIDR networks, default none).
+  From a trusted proxy they are validated (a bad value is a 400) and applied to the request:
+  the client address (the right-most address in ``X-Forwarded-For`` that is not itself a
+  trusted proxy), the scheme and the ``Host``. From anyone else they are dropped, so no route
+  or limit ever sees a value a client picked for itself. RFC 7239's ``Forwarded`` is not
+  supported: it is always dropped.
 
 This replaces uvicorn's own ``proxy_headers`` (which trusts 127.0.0.1 by default and never
 drops the headers): ``taina serve`` turns that off, and so must any other way of running the app.
