@@ -88,7 +88,7 @@ export async function renderStats(main, { params, ctx }) {
             desc: `${formatPercent(a.transfer_rate)} de las llamadas pasaron a un agente.`,
             text: formatPercent(a.transfer_rate),
           }), h("figcaption", {}, "Transferidas a un agente")),
-          h("figure", {}, ring(a.not_understood_rate ?? 0, {
+          h("figure", { class: "ring-bad" }, ring(a.not_understood_rate ?? 0, {
             title: "Llamadas con algo no entendido",
             desc: `En ${formatPercent(a.not_understood_rate ?? 0)} de las llamadas (${a.not_understood_calls ?? 0}) ` +
               "el asistente dijo al menos una vez que no entendió.",
