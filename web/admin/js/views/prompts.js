@@ -62,7 +62,9 @@ function diffView(before, after, title) {
   const removed = lines.filter((d) => d.kind === "del").length;
   return h("section", { class: "card", id: "prompt-diff", "aria-labelledby": "diff-title" },
     h("h2", { id: "diff-title" }, title),
-    h("p", { class: "muted" }, `${added} líneas nuevas o cambiadas, ${removed} quitadas.`),
+    h("p", { class: "muted" },
+      `${added} ${added === 1 ? "línea nueva o cambiada" : "líneas nuevas o cambiadas"}, ` +
+      `${removed} ${removed === 1 ? "quitada" : "quitadas"}.`),
     h("ol", { class: "diff", "aria-label": "Diferencias" },
       lines.map((d) => h("li", { class: `diff-${d.kind}` },
         d.kind === "same" ? null : h("span", { class: "visually-hidden" },
