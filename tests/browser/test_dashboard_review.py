@@ -22,6 +22,7 @@ from app.storage.models import Booking, Office, Service, Slot
 from pipeline.brain import phrases
 from pipeline.instant_engines import EnergyVad, FixedSTT, ToneTTS
 from pipeline.session import Engines
+from tests.browser.a11y import axe_violations, overflow_offenders, scroll_width
 from tests.browser.conftest import ROOT, BackgroundLoop, Browser, add_user
 from tests.browser.test_admin_dashboard import open_dashboard
 from tests.integration.conftest import LiveServer
@@ -304,14 +305,14 @@ def test_quality_report_and_trying_a_question(
     open_dashboard(page, AGENT)
     page.get_by_role("link", name="Calidad").click()
     expect(page.get_by_role("heading", name="Calidad de las respuestas")).to_be_visible()
-    table = page.get_by_role("region", name="Preguntas no entendidas o sin respuesta")
+    table = page.get_by_role("region", name="Preguntas no entendidas o sin respuesta", exact=True)
     row = table.get_by_role("row", name=re.compile("pagar la luz"))
     expect(row).to_have_count(1)  # two spellings, one question
     expect(row).to_contain_text("Sin respuesta")
     expect(row.get_by_role("cell").nth(1)).to_have_text("2")
     expect(page.locator(".quality-kpis")).to_contain_text("Sin respuesta2")
     doc_shot(page, screenshots, "calidad")
-    row.get_by_role("link", name=re.compile("Abrir la llamada")).first.click()
+    row.get_by_role("link", name=re.compile(r"^Llamada 1, del ")).click()
     expect(page.get_by_role("heading", name=re.compile("Llamada CA-luz-1"))).to_be_visible()
 
     # «Probar una pregunta»: the answer and the passage it comes from.
@@ -337,3 +338,60 @@ def test_quality_report_and_trying_a_question(
     expect(page.get_by_role("heading", name="Estadísticas")).to_be_visible()
     page.wait_for_timeout(300)  # charts draw on the next frame
     doc_shot(page, screenshots, "estadisticas")
+
+
+# --- phone size and accessibility ---------------------------------------------------------------
+
+PHONE = {"width": 375, "height": 812}
+
+
+def _phone_check(page: Any, what: str) -> None:
+    width = scroll_width(page)
+    assert width <= PHONE["width"], f"{what}: {width} px wide: {overflow_offenders(page)}"
+    violations = axe_violations(page)
+    assert violations == [], f"{what}: {violations}"
+
+
+def test_review_calendar_and_quality_at_375_without_sideways_scroll_or_axe_violations(
+    dashboard_server: Any, browser: Browser, bg: BackgroundLoop, screenshots: Any
+) -> None:
+    server = dashboard_server(app_engines(), record_calls=True, slow_turn_ms=300.0)
+    add_user(server, AGENT, "agent")
+    sid = bg.run(recorded_call(server))
+    _seed_quality(server)
+    _past_booking(server, "TA-PAST7", "Pedro Martínez")
+    page = browser.page(server, **PHONE)
+    open_dashboard(page, AGENT)
+
+    page.goto(f"/admin/#/llamadas/{sid}")
+    expect(page.get_by_role("heading", name="Tiempos por turno")).to_be_visible()
+    expect(page.get_by_role("heading", name="Etiquetas y notas")).to_be_visible()
+    page.wait_for_function("document.querySelector('audio.recording')?.readyState >= 1")
+    _phone_check(page, "revisión de llamada")
+    screenshots(page, "375-revision")
+
+    for view in ("dia", "semana"):
+        page.goto(f"/admin/#/calendario?vista={view}")
+        expect(page.get_by_role("heading", name="Calendario de citas")).to_be_visible()
+        expect(page.locator("main .loading")).to_have_count(0)
+        _phone_check(page, f"calendario ({view})")
+    page.goto("/admin/#/calendario")
+    page.locator('li[data-code="TA-PAST7"]').get_by_role("button").click()
+    expect(page.get_by_role("dialog", name="Cita TA-PAST7")).to_be_visible()
+    _phone_check(page, "acciones de una cita")
+    screenshots(page, "375-calendario")
+    page.keyboard.press("Escape")
+
+    page.goto("/admin/#/calidad")
+    expect(
+        page.get_by_role("region", name="Preguntas no entendidas o sin respuesta", exact=True)
+    ).to_be_visible()
+    _phone_check(page, "calidad")
+    page.goto("/admin/#/conocimiento")
+    page.get_by_label("Pregunta, como la diría quien llama").fill(
+        "¿Dónde queda la oficina principal?"
+    )
+    page.get_by_role("button", name="Probar").click()
+    expect(page.locator(".try-answer")).not_to_be_empty()
+    expect(page.locator("#try-result .loading")).to_have_count(0)
+    _phone_check(page, "probar una pregunta")

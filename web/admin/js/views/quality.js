@@ -10,7 +10,7 @@ const PERIODS = { 7: "Últimos 7 días", 30: "Últimos 30 días", 90: "Últimos 
 function callLinks(calls, total) {
   return h("ul", { class: "call-links" },
     calls.map((c, i) => h("li", {}, h("a", { href: `#/llamadas/${encodeURIComponent(c.call_sid)}`,
-      "aria-label": `Abrir la llamada del ${formatDateTime(c.started_at)}` }, `Llamada ${i + 1}`))),
+      "aria-label": `Llamada ${i + 1}, del ${formatDateTime(c.started_at)}` }, `Llamada ${i + 1}`))),
     total > calls.length ? h("li", { class: "muted" }, `y ${total - calls.length} más`) : null);
 }
 
@@ -48,7 +48,7 @@ export async function renderQuality(main, { params, ctx }) {
       kpi("Sin respuesta", report.unanswered)),
     h("section", { class: "card", "aria-labelledby": "q-groups" },
       h("h2", { id: "q-groups" }, "Preguntas no entendidas o sin respuesta"),
-      table("Preguntas no entendidas o sin respuesta", ["Lo que dijo", "Tipo", "Veces", "Llamadas"], rows,
+      table("Tabla de preguntas no entendidas o sin respuesta", ["Lo que dijo", "Tipo", "Veces", "Llamadas"], rows,
         { empty: "Ninguna en este periodo: el asistente entendió y respondió todo." })),
     h("section", { class: "card", "aria-labelledby": "q-tags" },
       h("h2", { id: "q-tags" }, "Etiquetas puestas por el personal"),
