@@ -29,6 +29,8 @@ PAGES = [
     ("llamadas", "Llamadas"),
     ("en-curso", "En curso"),
     ("reservas", "Reservas"),
+    ("calendario", "Calendario de citas"),
+    ("calidad", "Calidad de las respuestas"),
     ("instrucciones", "Instrucciones del asistente"),
     ("conocimiento", "Base de conocimiento"),
     ("estadisticas", "Estadísticas"),
