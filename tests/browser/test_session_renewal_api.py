@@ -92,15 +92,15 @@ def test_sign_out_and_password_change_revoke_renewal(dashboard_server: Any) -> N
 
 
 def test_an_idle_session_ends_and_says_so(dashboard_server: Any) -> None:
-    server = dashboard_server(instant_engines(), admin_idle_timeout_s=2)
+    server = dashboard_server(instant_engines(), admin_idle_timeout_s=3)
     add_user(server, ADMIN, "admin")
     with httpx.Client(base_url=server.url) as http:
         login(http)
         time.sleep(1.0)
         assert http.post("/api/auth/refresh").status_code == 200  # used: the deadline slides
-        time.sleep(1.2)
-        assert http.post("/api/auth/refresh").status_code == 200  # 2.2 s after sign-in
-        time.sleep(2.5)
+        time.sleep(1.5)
+        assert http.post("/api/auth/refresh").status_code == 200  # 2.5 s after sign-in
+        time.sleep(3.5)
         r = http.post("/api/auth/refresh")
         assert r.status_code == 401
         assert r.json()["detail"] == "La sesión se cerró por inactividad. Inicie sesión de nuevo."
