@@ -147,3 +147,23 @@ def test_try_a_question_answers_from_a_passage(staff_api: Callable[..., Api]) ->
     blank = client.http.post("/api/quality/try", json={"question": "   "}, headers=agent)
     assert blank.status_code == 422 and blank.json()["detail"] == "Escriba una pregunta."
     assert client.http.post("/api/quality/try", json={"question": "hola"}).status_code == 401
+
+
+def test_openapi_documents_the_staff_endpoints(staff_api: Callable[..., Api]) -> None:  # noqa: F811
+    spec = staff_api().http.get("/openapi.json").json()["paths"]
+    expected = {
+        "/api/calls/{call_sid}/review": {"get"},
+        "/api/calls/{call_sid}/tags": {"post"},
+        "/api/calls/{call_sid}/tags/{tag}": {"delete"},
+        "/api/calls/{call_sid}/notes": {"post"},
+        "/api/calls/{call_sid}/notes/{note_id}": {"delete"},
+        "/api/calendar": {"get"},
+        "/api/bookings/{code}/cancel": {"post"},
+        "/api/bookings/{code}/reschedule": {"post"},
+        "/api/bookings/{code}/attendance": {"post"},
+        "/api/quality/report": {"get"},
+        "/api/quality/tags": {"get"},
+        "/api/quality/try": {"post"},
+    }
+    for path, methods in expected.items():
+        assert methods <= set(spec.get(path, {})), path
