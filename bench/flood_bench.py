@@ -103,8 +103,10 @@ class FloodStats:
         }
 
 
-def attacker_ip(index: int) -> str:
-    return f"127.0.1.{index + 1}"
+def attacker_ip(index: int, transport: Transport = "web") -> str:
+    """Web attackers come from 127.0.1.x, Twilio ones from 127.0.2.x (a ban for one attack
+    does not pre-empt the other when both run against one server)."""
+    return f"127.0.{1 if transport == 'web' else 2}.{index + 1}"
 
 
 async def speech_wire(text: str = FLOOD_SPEECH) -> tuple[bytes, bytes]:
@@ -166,7 +168,7 @@ async def web_attacker(
         try:
             async with connect(
                 _ws_url(base, "/web/stream"),
-                local_addr=(attacker_ip(index), 0),
+                local_addr=(attacker_ip(index, "web"), 0),
                 compression=None,
                 ping_interval=None,
                 max_size=None,
@@ -198,7 +200,7 @@ async def twilio_attacker(
     ulaw: bytes,
     reconnect: bool = True,
 ) -> None:
-    transport = httpx.AsyncHTTPTransport(local_address=attacker_ip(index))
+    transport = httpx.AsyncHTTPTransport(local_address=attacker_ip(index, "twilio"))
     async with httpx.AsyncClient(transport=transport, timeout=10, trust_env=False) as http:
         while not stop.is_set():
             t0 = time.monotonic()
@@ -228,7 +230,7 @@ async def twilio_attacker(
             try:
                 async with connect(
                     target,
-                    local_addr=(attacker_ip(index), 0),
+                    local_addr=(attacker_ip(index, "twilio"), 0),
                     compression=None,
                     ping_interval=None,
                     max_size=None,
