@@ -77,7 +77,11 @@ def classify(caller: Any, reply: Any | None) -> Problem | None:
     by_words = classify_reply(reply.text or "")
     if by_words is not None:
         return by_words
-    return "sin_respuesta" if _empty_search(reply.tools) else None
+    # The report computes this flag in SQL (tools carry whole passages: not worth loading).
+    empty = getattr(reply, "empty_search", None)
+    if empty is None:
+        empty = _empty_search(reply.tools)
+    return "sin_respuesta" if empty else None
 
 
 @dataclass

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from datetime import datetime, time, timedelta
+from types import SimpleNamespace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import Text, and_, cast, not_, or_, select
 
 from app.api.analytics_routes import question_key
 from app.api.deps import ApiRoute, ServicesDep, office_tz
@@ -23,6 +24,7 @@ from app.auth import AgentUser
 from app.personal_data import Redactor
 from app.quality import NO_WORDS, classify, exchanges, try_question
 from app.storage.models import Call, CallTag, Turn
+from pipeline.brain.tools import SEARCH_KNOWLEDGE
 
 router = APIRouter(prefix="/quality", tags=["quality"], route_class=ApiRoute)
 
@@ -92,8 +94,27 @@ async def report(
     tz = office_tz(services)
     first_day = datetime.now(tz).date() - timedelta(days=days - 1)
     since = datetime.combine(first_day, time(0), tzinfo=tz)
+    # Only the columns the judgement needs: a turn's tools hold whole knowledge passages, so
+    # "a search that found nothing" is decided in SQL on their JSON text (both backends write
+    # it as ``"hits": []``), and the JSON itself never leaves the database.
+    tools_text = cast(Turn.tools, Text)
+    empty_search = and_(
+        Turn.speaker == "bot",
+        tools_text.contains(f'"name": "{SEARCH_KNOWLEDGE}"'),
+        or_(tools_text.contains('"hits": []'), tools_text.contains('"error": ')),
+        not_(tools_text.contains('"hits": [{')),
+    )
     stmt = (
-        select(Call.call_sid, Call.started_at, Turn)
+        select(
+            Call.call_sid,
+            Call.started_at,
+            Turn.seq,
+            Turn.speaker,
+            Turn.text,
+            Turn.timings,
+            Turn.dtmf,
+            empty_search.label("empty_search"),
+        )
         .join(Turn, Turn.call_id == Call.id)
         .where(Call.started_at >= since)
         .order_by(Call.id, Turn.seq)
@@ -110,7 +131,16 @@ async def report(
         ).all()
 
     by_call: dict[str, tuple[datetime, list[Any]]] = {}
-    for sid, started, turn in rows:
+    for sid, started, seq, speaker, text, timings, dtmf, empty in rows:
+        turn = SimpleNamespace(
+            seq=seq,
+            speaker=speaker,
+            text=text,
+            timings=timings or {},
+            dtmf=dtmf,
+            tools=None,
+            empty_search=bool(empty),
+        )
         by_call.setdefault(sid, (started, []))[1].append(turn)
 
     redact = Redactor.for_principal(principal)
