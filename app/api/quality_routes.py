@@ -104,22 +104,29 @@ async def report(
         or_(tools_text.contains('"hits": []'), tools_text.contains('"error": ')),
         not_(tools_text.contains('"hits": [{')),
     )
+    in_window = select(Call.id).where(Call.started_at >= since).scalar_subquery()
     stmt = (
         select(
-            Call.call_sid,
-            Call.started_at,
+            Turn.call_id,
             Turn.seq,
             Turn.speaker,
             Turn.text,
-            Turn.timings,
             Turn.dtmf,
+            Turn.timings["unheard"].as_float().label("unheard"),
             empty_search.label("empty_search"),
         )
-        .join(Turn, Turn.call_id == Call.id)
-        .where(Call.started_at >= since)
-        .order_by(Call.id, Turn.seq)
+        .where(Turn.call_id.in_(in_window))
+        .order_by(Turn.call_id, Turn.seq)
     )
     async with services.db.session() as s:
+        calls_in_window = {
+            cid: (sid, started)
+            for cid, sid, started in (
+                await s.execute(
+                    select(Call.id, Call.call_sid, Call.started_at).where(Call.started_at >= since)
+                )
+            ).all()
+        }
         rows = (await s.execute(stmt)).all()
         tag_rows = (
             await s.execute(
@@ -131,17 +138,20 @@ async def report(
         ).all()
 
     by_call: dict[str, tuple[datetime, list[Any]]] = {}
-    for sid, started, seq, speaker, text, timings, dtmf, empty in rows:
+    for call_id, seq, speaker, text, dtmf, unheard, empty in rows:
+        known = calls_in_window.get(call_id)
+        if known is None:  # a call that started while we were reading
+            continue
         turn = SimpleNamespace(
             seq=seq,
             speaker=speaker,
             text=text,
-            timings=timings or {},
+            timings={"unheard": unheard} if unheard else {},
             dtmf=dtmf,
             tools=None,
             empty_search=bool(empty),
         )
-        by_call.setdefault(sid, (started, []))[1].append(turn)
+        by_call.setdefault(known[0], (known[1], []))[1].append(turn)
 
     redact = Redactor.for_principal(principal)
     spellings: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
