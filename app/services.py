@@ -38,7 +38,7 @@ from knowledge import KnowledgeBase
 from pipeline.brain.base import Brain
 from pipeline.brain.office_tools import OfficeTools
 from pipeline.brain.tools import Tools
-from pipeline.engines import SpeechToText, TextToSpeech, VadModel
+from pipeline.engines import FairBrain, FairGate, SpeechToText, TextToSpeech, VadModel
 from pipeline.instant_engines import instant_engine_set
 from pipeline.metrics import PipelineMetrics
 from pipeline.records import CallObserver, FanOutObserver
@@ -171,6 +171,16 @@ def build_brain(
         office_name=settings.office_name,
         timezone=settings.timezone,
         can_transfer=can_transfer(settings),
+    )
+    # Its steps run locally: calls take turns fairly for two workers (pipeline/engines.py).
+    offline = FairBrain(
+        offline,
+        FairGate(
+            "brain",
+            2,
+            max_waiting_per_call=settings.engine_max_queued_per_call,
+            metrics=metrics,
+        ),
     )
     if not settings.openai_api_key:
         return offline

@@ -307,3 +307,42 @@ class FairGate:
         for key, usage in list(self._usage.items()):
             if usage.running == 0 and usage.waiting == 0 and self._recent(usage, now) < 1e-3:
                 del self._usage[key]
+
+
+class FairBrain:
+    """A brain whose every step — the work up to its next output — holds a worker of a
+    :class:`FairGate`, so one call's turns cannot take all the brain's CPU (retrieval in the
+    thread pool, intent matching on the loop) while another caller waits for a reply.
+
+    For brains that compute locally (the offline dialogue engine); an LLM's steps wait on the
+    network and must not hold a worker. Every other attribute is the inner brain's.
+    """
+
+    def __init__(self, inner: Any, gate: FairGate) -> None:
+        self._inner = inner
+        self.gate = gate
+
+    @property
+    def name(self) -> str:
+        return str(getattr(self._inner, "name", type(self._inner).__name__))
+
+    async def greeting(self, ctx: Any) -> str:
+        return str(await self._inner.greeting(ctx))
+
+    async def respond(self, ctx: Any, user: Any) -> AsyncIterator[Any]:
+        steps = self._inner.respond(ctx, user)
+        try:
+            while True:
+                async with self.gate.slot():
+                    try:
+                        item = await steps.__anext__()
+                    except StopAsyncIteration:
+                        return
+                yield item
+        finally:
+            close = getattr(steps, "aclose", None)
+            if close is not None:
+                await close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
