@@ -102,3 +102,28 @@ async def test_metrics_are_rendered_off_the_event_loop(live_server_factory) -> N
         pm.generate_latest = original  # type: ignore[assignment]
     assert r.status_code == 200 and "taina_calls_total" in r.text
     assert threads and all(t.startswith("metrics") for t in threads), threads
+
+
+def test_every_label_is_bounded_even_where_no_set_is_declared() -> None:
+    """Labels filled by code (engines, providers, end reasons) keep at most
+    MAX_LABEL_VALUES distinct values; declared sets map anything else to ``other``."""
+    from prometheus_client import generate_latest
+
+    from pipeline.metrics import MAX_LABEL_VALUES, PipelineMetrics
+
+    m = PipelineMetrics.create()
+    for i in range(10 * MAX_LABEL_VALUES):
+        m.engine_errors_total.labels(f"engine-{i}").inc()
+        m.call_end_total.labels(reason=f"reason-{i}").inc()
+        m.turns_refused_total.labels(f"limit-{i}").inc()
+        m.provider_failures_total.labels("stt", f"p{i}", "error").inc()
+    m.turns_refused_total.labels("rate").inc()
+    page = generate_latest(m.registry).decode()
+    for name in ("taina_engine_errors_total{", "taina_call_end_total{"):
+        assert sum(line.startswith(name) for line in page.splitlines()) == MAX_LABEL_VALUES + 1
+    refused = [line for line in page.splitlines() if line.startswith("taina_turns_refused_total{")]
+    assert sorted(refused) == [
+        'taina_turns_refused_total{reason="other"} 320.0',
+        'taina_turns_refused_total{reason="rate"} 1.0',
+    ]
+    assert len(page) < 50 * 1024
