@@ -34,6 +34,7 @@ from app.recordings import (
 )
 from app.settings import Settings
 from app.storage import BookingRepository, CallRecorder, CallRepository, Database
+from app.storage.recorder import RecorderCollector
 from knowledge import KnowledgeBase
 from pipeline.brain.base import Brain
 from pipeline.brain.office_tools import OfficeTools
@@ -256,6 +257,7 @@ async def build_services(
     )
     tools = OfficeTools(knowledge, booking_service, timeout_s=settings.llm_tool_timeout_s)
     metrics = PipelineMetrics.create()
+    metrics.registry.register(RecorderCollector(recorder))  # queue, spill: issue 13
     prompts = PromptStore(db)
 
     if engines is None and settings.engine_mode == "instant":

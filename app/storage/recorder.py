@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from app.storage.calls_repo import CallRepository
 from app.storage.database import is_unavailable
@@ -442,3 +444,29 @@ class CallRecorder:
                     self._inflight = None
                     self.replayed_orphans += 1
             orphan.close(remove=True)
+
+
+class RecorderCollector(Collector):
+    """The recorder's state on ``/metrics``, read at scrape time (no per-record cost)."""
+
+    def __init__(self, recorder: CallRecorder) -> None:
+        self._recorder = recorder
+
+    def collect(self) -> Any:
+        r = self._recorder
+        yield GaugeMetricFamily(
+            "taina_records_pending",
+            "Call records not yet in the database (queued, spilled, in flight)",
+            value=r.pending,
+        )
+        yield GaugeMetricFamily(
+            "taina_records_spilling", "1 while records go to the spill file", value=r.spilling
+        )
+        yield CounterMetricFamily(
+            "taina_records_spilled", "Records that went through the spill file", value=r.spilled
+        )
+        yield CounterMetricFamily(
+            "taina_records_refused",
+            "Records the database refused for good (kept in the dead-letter file)",
+            value=r.dropped,
+        )

@@ -101,6 +101,7 @@ async def test_metrics_are_rendered_off_the_event_loop(live_server_factory) -> N
     finally:
         pm.generate_latest = original  # type: ignore[assignment]
     assert r.status_code == 200 and "taina_calls_total" in r.text
+    assert "taina_records_pending 0.0" in r.text and "taina_records_spilling 0.0" in r.text
     assert threads and all(t.startswith("metrics") for t in threads), threads
 
 
