@@ -1,4 +1,4 @@
-"""The knowledge base's Markdown files as staff manage them: list, validate, upload.
+r"""The knowledge base's Markdown files as staff manage them: list, validate, upload.
 
 Where uploads go: ``TAINA_KNOWLEDGE_DIR`` when set (the operator owns that folder; it must be
 writable). Otherwise the packaged ``knowledge_data/`` is never written to — it belongs to the

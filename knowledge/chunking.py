@@ -23,7 +23,7 @@ DEFAULT_MAX_CHARS = 1200
 
 
 def parse_heading(line: str) -> tuple[int, str] | None:
-    """``"## Horarios ##"`` -> ``(2, "Horarios")``; None when ``line`` is not an ATX heading.
+    r"""``"## Horarios ##"`` -> ``(2, "Horarios")``; None when ``line`` is not an ATX heading.
 
     Plain string scanning, linear in the line's length: the regular expression it replaces
     (``^(#{1,6})\s+(.+?)\s*#*\s*$``) backtracked in cubic time on a crafted line of an
