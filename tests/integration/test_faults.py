@@ -687,7 +687,7 @@ async def test_web_visitor_connection_dropped_mid_answer(
     speech = (rng.standard_normal(16 * 600) * 6000).astype(np.int16).tobytes() + bytes(2 * 16 * 800)
     for i in range(0, len(speech), 640):  # the page's 20 ms frames, within its rate limit
         await ws.send(speech[i : i + 640])
-        await asyncio.sleep(0.008)
+        await asyncio.sleep(0.02)  # real time: inbound audio is paced
     view = server.call_view(call_id)
     await until(lambda: bool(callers(view)) and tts.active == 1, 5)  # answering the question
     ws.transport.abort()
