@@ -20,9 +20,11 @@ import websockets
 from sqlalchemy import event
 from websockets.exceptions import InvalidStatus
 
+from app.error_answers import MSG_UNSTORABLE
 from app.forwarded import MSG_BAD_HOST
 from app.users import audit, create_user, list_audit
 from tests.integration.conftest import LiveServer, instant_engines
+from tests.integration.test_fuzz_admin_api import TEST_DATABASE_URL, fresh_postgres
 from tests.integration.test_twilio_stream import call_sid
 
 ADMIN = "admin@example.org"
@@ -202,3 +204,26 @@ async def test_the_server_stays_healthy_after_all_of_it(server: LiveServer) -> N
     await asyncio.to_thread(raw, server, b"GET /healthz HTTP/1.1\r\nHost: @\r\n\r\n")
     async with httpx.AsyncClient() as http:
         assert (await http.get(f"{server.url}/healthz")).json()["status"] == "ok"
+
+
+@pytest.mark.skipif(not TEST_DATABASE_URL, reason="TEST_DATABASE_URL is not set")
+def test_a_nul_character_is_a_422_on_postgresql(live_server_factory) -> None:
+    """PostgreSQL refuses a NUL in any text (SQLSTATE 22021): it was a 500 wherever a client's
+    text reached a query — a sign-in e-mail, a search, a path parameter."""
+    with fresh_postgres() as url:
+        server = live_server_factory(engines=instant_engines(), database_url=url)
+        try:
+            server.run(create_user(server.services.db, ADMIN, "admin", PASSWORD))
+            r = httpx.post(
+                f"{server.url}/api/auth/login", json={"email": "a\x00@example.org", "password": "x"}
+            )
+            assert r.status_code == 422, r.text
+            assert r.json()["detail"] == MSG_UNSTORABLE
+            login = {"email": ADMIN, "password": PASSWORD}
+            token = httpx.post(f"{server.url}/api/auth/login", json=login).json()["access_token"]
+            auth = {"Authorization": f"Bearer {token}"}
+            for path in ("/api/calls?q=%00", "/api/calls/CA%00", "/api/bookings?q=a%00b"):
+                r = httpx.get(f"{server.url}{path}", headers=auth)
+                assert r.status_code < 500, (path, r.status_code, r.text[:200])
+        finally:
+            server.stop()
