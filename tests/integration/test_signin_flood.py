@@ -16,6 +16,7 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
 
 from bench.signin_flood import quiet_vs_attacked
 from tests.faults.server_process import ServerProcess, _taina_command
@@ -49,6 +50,7 @@ async def sign_in(url: str, source: str, email: str, password: str) -> httpx.Res
         return await http.post("/api/auth/login", json={"email": email, "password": password})
 
 
+@pytest.mark.timeout(600)  # three calls at real time and a server start: ~3 min
 async def test_a_sign_in_flood_gets_429s_and_a_call_beside_it_keeps_its_latency(
     tmp_path: Path,
 ) -> None:
