@@ -28,8 +28,8 @@ MAX_REMEMBERED_CALLS = 100_000  # ~10 MB at worst; far above any office's calls 
 
 
 def client_ip(conn: Any) -> str:
-    """The peer address as uvicorn reports it (X-Forwarded-For is applied only for the proxies
-    in ``--forwarded-allow-ips``, so a client cannot choose its own key)."""
+    """The client's address as ``app.forwarded`` settled it (X-Forwarded-For is applied only
+    from ``TAINA_TRUSTED_PROXIES``, so a client cannot choose its own key)."""
     client = getattr(conn, "client", None)
     return client.host if client else "-"
 

@@ -42,8 +42,8 @@ def aware(value: datetime | None, tz: tzinfo) -> datetime | None:
 
 
 def client_ip(request: Request) -> str:
-    """The peer address as uvicorn reports it (it applies X-Forwarded-For only from the
-    proxies listed in ``--forwarded-allow-ips``, so a client cannot pick its own key)."""
+    """The client's address as ``app.forwarded`` settled it (X-Forwarded-For is applied only
+    from ``TAINA_TRUSTED_PROXIES``, so a client cannot pick its own key)."""
     return request.client.host if request.client else "unknown"
 
 
