@@ -156,6 +156,12 @@ def test_call_review_plays_the_recording_in_sync_with_the_transcript(
     page.get_by_role("button", name="Quitar la etiqueta «respuesta incorrecta»").click()
     expect(page.get_by_text("Sin etiquetas.")).to_be_visible()
 
+    # The passage opens in the knowledge page's reader.
+    source = reply.locator(".turn-source a.passage").inner_text().split(" › ")[0]
+    reply.locator(".turn-source a.passage").click()
+    expect(page.get_by_role("heading", name=source, exact=True)).to_be_visible()
+    expect(page.get_by_label(f"Texto de {source}")).to_contain_text("#")
+
 
 # --- calendar ---------------------------------------------------------------------------------
 

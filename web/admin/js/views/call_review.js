@@ -56,7 +56,8 @@ function decorateTranscript(list, review, player) {
     if (used.length) {
       li.append(h("p", { class: "turn-source" },
         h("span", { class: "muted" }, "Respondió con: "),
-        used.map((p) => h("a", { href: "#/conocimiento", class: "passage" }, sourceLabel(p)))));
+        used.map((p) => h("a", { href: `#/conocimiento?ver=${encodeURIComponent(p.source)}`,
+          class: "passage" }, sourceLabel(p)))));
     }
     if (player && turn.start_s !== null && turn.start_s !== undefined && head) {
       li.classList.add("turn-seekable");

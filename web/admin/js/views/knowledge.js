@@ -6,7 +6,7 @@ import { get, isAdmin, post, request } from "../api.js";
 import { formatBytes, formatDateTime, h, message, replace, table } from "../dom.js";
 import { tryQuestionCard } from "./quality.js";
 
-export async function renderKnowledge(main, { ctx }) {
+export async function renderKnowledge(main, { params, ctx }) {
   const status = h("div", { id: "knowledge-status", "aria-live": "polite" });
   const body = h("div", {}, h("p", { class: "loading" }, "Cargando…"));
   replace(
@@ -163,4 +163,7 @@ export async function renderKnowledge(main, { ctx }) {
   }
 
   await load();
+  // #/conocimiento?ver=oficinas.md opens a document (links from a call's «Respondió con»).
+  const wanted = params?.get("ver");
+  if (wanted && ctx.alive()) await guard(() => show({ path: wanted }))();
 }

@@ -62,7 +62,8 @@ export async function renderQuality(main, { params, ctx }) {
 function passageBox(p) {
   return h("div", { class: `try-passage${p.used ? " try-passage-used" : ""}` },
     h("strong", {}, p.used ? "Pasaje usado: " : "Consultado: "),
-    h("code", {}, p.source), p.heading ? ` › ${p.heading}` : "",
+    h("a", { href: `#/conocimiento?ver=${encodeURIComponent(p.source)}` }, h("code", {}, p.source)),
+    p.heading ? ` › ${p.heading}` : "",
     p.text ? h("p", {}, p.text) : null);
 }
 
