@@ -49,6 +49,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     proc.kill()
 
 
+@pytest.mark.timeout(600)  # two whole calls at real time plus a minute of flood, per transport
 @pytest.mark.parametrize("transport", ["web", "twilio"])
 def test_an_audio_flood_from_20_clients_slows_no_one(server: ServerProcess, transport: str) -> None:
     report = asyncio.run(run_flood(server.url, transport, CLIENTS))  # type: ignore[arg-type]
