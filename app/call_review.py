@@ -8,6 +8,8 @@ call recorded since those fields exist, with no second copy to keep in sync.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -84,11 +86,38 @@ def audible_span(turn: Any) -> tuple[datetime | None, datetime | None]:
     return start, end
 
 
-def passages_of(tools: list[Any], answered: bool = True) -> list[Passage]:
+_WORD = re.compile(r"\w{4,}")
+
+
+def _words(text: str) -> set[str]:
+    folded = unicodedata.normalize("NFKD", text.casefold())
+    return set(_WORD.findall("".join(c for c in folded if not unicodedata.combining(c))))
+
+
+def _spoken_index(hits: list[Any], reply_text: str | None) -> int:
+    """Which hit of a search the reply was read from: the one sharing most words with what was
+    said (the offline engine reads sentences of one passage, and may prefer a hit other than
+    the first, e.g. one office's hours); the first hit when the reply's text is unknown."""
+    said = _words(reply_text or "")
+    if not said:
+        return 0
+    best, best_overlap = 0, -1
+    for i, hit in enumerate(hits):
+        if not isinstance(hit, dict):
+            continue
+        overlap = len(said & _words(f"{hit.get('heading') or ''} {hit.get('text') or ''}"))
+        if overlap > best_overlap:
+            best, best_overlap = i, overlap
+    return best
+
+
+def passages_of(
+    tools: list[Any], answered: bool = True, reply_text: str | None = None
+) -> list[Passage]:
     """The knowledge passages a turn's searches returned. When the reply answered (it is not an
-    apology or an "I cannot help with that"), the top hit of the last search that found
-    something is marked as the passage the answer was read from: both brains speak from the
-    best hit (the offline engine reads it; the LLM gets it first)."""
+    apology or an "I cannot help with that"), the passage of the last search that found
+    something that shares most words with the reply is marked as the one it was read from
+    (without the reply's text: that search's top hit, which both brains speak from first)."""
     out: list[Passage] = []
     seen: set[tuple[str, str]] = set()
     searches = [
@@ -100,6 +129,7 @@ def passages_of(tools: list[Any], answered: bool = True) -> list[Passage]:
         and "error" not in t["result"]
     ]
     last = next((r for r in reversed(searches) if r.get("hits")), None)
+    spoken = _spoken_index(last.get("hits") or [], reply_text) if last is not None else -1
     for result in searches:
         for i, hit in enumerate(result.get("hits") or []):
             if not isinstance(hit, dict):
@@ -113,7 +143,7 @@ def passages_of(tools: list[Any], answered: bool = True) -> list[Passage]:
                     source=key[0],
                     heading=key[1],
                     score=_num(hit.get("score")),
-                    used=answered and i == 0 and result is last,
+                    used=answered and i == spoken and result is last,
                 )
             )
     out.sort(key=lambda p: not p.used)  # the spoken passage first, the others as found
@@ -184,7 +214,9 @@ def review_turns(turns: list[Any], origin: datetime, slow_turn_ms: float) -> lis
                 stages=stages,
                 slow=slow,
                 passages=(
-                    passages_of(turn.tools, answered=not is_apology(turn.text))
+                    passages_of(
+                        turn.tools, answered=not is_apology(turn.text), reply_text=turn.text
+                    )
                     if turn.speaker == "bot"
                     else []
                 ),

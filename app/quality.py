@@ -144,7 +144,7 @@ async def try_question(brain: Any, question: str, timeout_s: float = 20.0) -> Tr
             for h in e["result"].get("hits") or []
             if isinstance(h, dict)
         }
-        found = passages_of(events, answered=classify_reply(answer) is None)
+        found = passages_of(events, answered=classify_reply(answer) is None, reply_text=answer)
         return TrialAnswer(
             answer=answer,
             brain=str(getattr(brain, "name", "") or ""),

@@ -95,6 +95,38 @@ def test_the_spoken_passage_is_the_top_hit_of_the_last_search_that_found_somethi
     assert passages_of([{"name": SEARCH_KNOWLEDGE, "result": {"error": "x"}}]) == []
 
 
+def test_the_spoken_passage_is_the_one_the_reply_was_read_from() -> None:
+    """The offline engine may read a hit other than the first (one office's hours)."""
+    hours = {
+        "name": SEARCH_KNOWLEDGE,
+        "arguments": {"query": "horario Santiago"},
+        "result": {
+            "answer": None,
+            "hits": [
+                {
+                    "source": "oficinas.md",
+                    "heading": "Oficinas > Santo Domingo Centro",
+                    "text": "Horario: lunes a viernes de 8:00 a 16:00. Dirección: calle Duarte 45.",
+                },
+                {
+                    "source": "oficinas.md",
+                    "heading": "Oficinas > Santiago",
+                    "text": "Horario: lunes a viernes de 8:00 a 15:00. Dirección: avenida Estrella "
+                    "Sadhalá, Santiago de los Caballeros.",
+                },
+            ],
+        },
+    }
+    said = "El horario es lunes a viernes de 8:00 a 15:00, en la avenida Estrella Sadhalá."
+    found = passages_of([hours], reply_text=said)
+    assert [(p.heading, p.used) for p in found] == [
+        ("Oficinas > Santiago", True),
+        ("Oficinas > Santo Domingo Centro", False),
+    ]
+    # Without the reply's text: the top hit.
+    assert passages_of([hours])[0].heading == "Oficinas > Santo Domingo Centro"
+
+
 def test_the_recording_origin_is_its_first_sample() -> None:
     started = "2026-12-07T14:00:01.250000+00:00"
     assert recording_origin({"recording": {"started_at": started}}, T0) == T0 + timedelta(
