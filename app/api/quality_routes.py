@@ -204,6 +204,34 @@ async def report(
     )
 
 
+@router.get(
+    "/call-tags",
+    response_model=dict[str, list[str]],
+    summary="Las etiquetas de varias llamadas (para la lista de llamadas)",
+)
+async def call_tags(
+    services: ServicesDep,
+    _: AgentUser,
+    sid: Annotated[list[str], Query(max_length=200)] = [],  # noqa: B006 (FastAPI's list query)
+) -> dict[str, list[str]]:
+    wanted = list(dict.fromkeys(s for s in sid if s))[:500]
+    if not wanted:
+        return {}
+    async with services.db.session() as s:
+        rows = (
+            await s.execute(
+                select(Call.call_sid, CallTag.tag)
+                .join(CallTag, CallTag.call_id == Call.id)
+                .where(Call.call_sid.in_(wanted))
+                .order_by(Call.call_sid, CallTag.tag)
+            )
+        ).all()
+    out: dict[str, list[str]] = {}
+    for call_sid, tag in rows:
+        out.setdefault(call_sid, []).append(tag)
+    return out
+
+
 @router.get("/tags", response_model=list[TagCount], summary="Etiquetas en uso (sugerencias)")
 async def tags(services: ServicesDep, _: AgentUser) -> list[TagCount]:
     return [TagCount(tag=t, count=n) for t, n in await tag_counts(services)]

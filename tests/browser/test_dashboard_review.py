@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,17 @@ def doc_shot(page: Any, shots: Any, name: str) -> Path:
         DOCS_IMG.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(DOCS_IMG / f"{name}.png"), full_page=False, animations="disabled")
     return path
+
+
+def wait_audio(page: Any, timeout_s: float = 15.0) -> None:
+    """Until the player knows the recording's length (polled from here: the page's CSP
+    forbids the string evaluation ``wait_for_function`` polls with)."""
+    audio = page.locator("audio.recording")
+    expect(audio).to_be_attached()
+    deadline = time.monotonic() + timeout_s
+    while audio.evaluate("a => a.readyState") < 1:
+        assert time.monotonic() < deadline, "the recording never loaded"
+        page.wait_for_timeout(50)
 
 
 def app_engines() -> Engines:
@@ -114,7 +126,7 @@ def test_call_review_plays_the_recording_in_sync_with_the_transcript(
     # The recording plays with the transcript: clicking a line jumps there and highlights it.
     audio = page.locator("audio.recording")
     expect(audio).to_be_attached()
-    page.wait_for_function("document.querySelector('audio.recording').readyState >= 1")
+    wait_audio(page)
     expect(page.get_by_text("Haga clic en una línea de la transcripción")).to_be_visible()
     caller.locator(".turn-text").click()
     expect(caller).to_have_attribute("aria-current", "true")
@@ -148,6 +160,13 @@ def test_call_review_plays_the_recording_in_sync_with_the_transcript(
     expect(page.get_by_role("list", name="Etiquetas de la llamada")).to_contain_text(
         "respuesta incorrecta"
     )
+    # The calls list shows the tag on the call's row.
+    page.get_by_role("link", name="← Volver a Llamadas").click()
+    row = page.locator(f'tr[data-call-sid="{sid}"]')
+    expect(row.get_by_role("list", name="Etiquetas")).to_have_text("respuesta incorrecta")
+    page.go_back()
+    expect(page.get_by_role("heading", name="Tiempos por turno")).to_be_visible()
+    wait_audio(page)
     caller.locator(".turn-text").click()
     expect(caller).to_have_attribute("aria-current", "true")
     audio.evaluate("a => a.pause()")
@@ -372,7 +391,7 @@ def test_review_calendar_and_quality_at_375_without_sideways_scroll_or_axe_viola
     page.goto(f"/admin/#/llamadas/{sid}")
     expect(page.get_by_role("heading", name="Tiempos por turno")).to_be_visible()
     expect(page.get_by_role("heading", name="Etiquetas y notas")).to_be_visible()
-    page.wait_for_function("document.querySelector('audio.recording')?.readyState >= 1")
+    wait_audio(page)
     _phone_check(page, "revisión de llamada")
     screenshots(page, "375-revision")
 

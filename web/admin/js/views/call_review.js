@@ -309,3 +309,20 @@ export function mountReview(main, call, { signal, ctx }) {
     main.append(message("warn", `No se pudo cargar la revisión de la llamada: ${err.message}`));
   });
 }
+
+/** The calls list: each row gets its tags (one request for the page). */
+export function showCallTags(container, sids, ctx) {
+  if (!sids.length) return;
+  const params = new URLSearchParams();
+  for (const sid of sids) params.append("sid", sid);
+  request(`/api/quality/call-tags?${params}`).then((tags) => {
+    if (!ctx.alive()) return;
+    for (const row of container.querySelectorAll("tr[data-call-sid]")) {
+      const mine = tags[row.dataset.callSid];
+      const cell = row.querySelector("td");
+      if (!mine?.length || !cell) continue;
+      cell.append(h("ul", { class: "tag-list tag-list-small", "aria-label": "Etiquetas" },
+        mine.map((tag) => h("li", { class: "tag" }, tag))));
+    }
+  }).catch(() => {}); // tags are a hint: the list stands without them
+}

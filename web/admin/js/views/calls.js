@@ -23,7 +23,7 @@ import {
 } from "../dom.js";
 import { csvButton } from "../download.js";
 import { turnItem } from "../transcript.js";
-import { mountReview } from "./call_review.js";
+import { mountReview, showCallTags } from "./call_review.js";
 
 const PAGE_SIZE = 25;
 
@@ -112,6 +112,7 @@ export async function renderCalls(main, { params, ctx }) {
     pager(data.total, (page - 1) * PAGE_SIZE, PAGE_SIZE, (offset) =>
       ctx.navigate("/llamadas", { ...p, pagina: offset / PAGE_SIZE + 1 })),
   );
+  showCallTags(results, data.items.map((c) => c.call_sid), ctx); // staff tags (call_review.js)
 }
 
 function summaryList(call) {
