@@ -185,6 +185,11 @@ def test_tags_and_notes_roles_and_audit(staff_api: Callable[..., Api]) -> None: 
     suggestions = client.get("/api/quality/tags", agent).json()
     assert {"tag": "respuesta incorrecta", "count": 1} in suggestions
 
+    listed = http.get(
+        "/api/quality/call-tags", params=[("sid", "CA-tag"), ("sid", "CA-none")], headers=agent
+    )
+    assert listed.json() == {"CA-tag": ["queja", "respuesta incorrecta"]}
+
     r = http.delete("/api/calls/CA-tag/tags/queja", headers=agent)
     assert r.json()["tags"] == ["respuesta incorrecta"]
 
