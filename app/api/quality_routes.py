@@ -31,6 +31,8 @@ router = APIRouter(prefix="/quality", tags=["quality"], route_class=ApiRoute)
 MAX_GROUPS = 50
 CALLS_PER_GROUP = 10
 KIND_LABELS = {"no_entendida": "No entendida", "sin_respuesta": "Sin respuesta"}
+MAX_CONCURRENT_TRIALS = 2  # «probar una pregunta» runs at once, per process
+_trials_running = [0]
 
 
 class CallRef(BaseModel):
@@ -241,12 +243,23 @@ async def tags(services: ServicesDep, _: AgentUser) -> list[TagCount]:
     "/try",
     response_model=TryOut,
     summary="Probar una pregunta: lo que respondería el asistente y de qué pasaje",
-    responses={504: {"description": "El asistente tardó demasiado"}},
+    responses={
+        429: {"description": "Demasiadas pruebas a la vez"},
+        504: {"description": "El asistente tardó demasiado"},
+    },
 )
 async def try_a_question(body: TryIn, services: ServicesDep, principal: AgentUser) -> TryOut:
     question = " ".join(body.question.split())
     if not question:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="Escriba una pregunta.")
+    if _trials_running[0] >= MAX_CONCURRENT_TRIALS:
+        # Trials share the brain, the index and the CPU with live calls: a few at a time.
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            detail="Hay otras pruebas en curso. Intente de nuevo en unos segundos.",
+            headers={"Retry-After": "2"},
+        )
+    _trials_running[0] += 1
     try:
         trial = await try_question(services.engines.brain, question)
     except TimeoutError:
@@ -254,6 +267,8 @@ async def try_a_question(body: TryIn, services: ServicesDep, principal: AgentUse
             status.HTTP_504_GATEWAY_TIMEOUT,
             detail="El asistente tardó demasiado en responder. Intente de nuevo.",
         ) from None
+    finally:
+        _trials_running[0] -= 1
     redact = Redactor.for_principal(principal)
     return TryOut(
         question=question,

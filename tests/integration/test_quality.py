@@ -167,3 +167,44 @@ def test_openapi_documents_the_staff_endpoints(staff_api: Callable[..., Api]) ->
     }
     for path, methods in expected.items():
         assert methods <= set(spec.get(path, {})), path
+
+
+class _SlowBrain:
+    """A brain that takes a second to answer: trials pile up."""
+
+    name = "lenta"
+
+    async def greeting(self, ctx: object) -> str:
+        return "Hola."
+
+    async def respond(self, ctx: object, user: object):  # type: ignore[no-untyped-def]
+        import asyncio
+
+        from pipeline.brain.base import TextChunk
+
+        await asyncio.sleep(1.0)
+        yield TextChunk("Respuesta lenta.")
+
+
+def test_trials_run_a_few_at_a_time(staff_api: Callable[..., Api]) -> None:  # noqa: F811
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    client = staff_api()
+    agent = client.token("agente@example.org", "agent")
+    client.services.engines.brain = _SlowBrain()
+
+    def ask(_: int) -> httpx.Response:
+        with httpx.Client(base_url=client.server.url, timeout=30) as http:
+            return http.post("/api/quality/try", json={"question": "¿Hola?"}, headers=agent)
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(ask, range(4)))
+    codes = sorted(r.status_code for r in answers)
+    assert codes == [200, 200, 429, 429], codes
+    busy = next(r for r in answers if r.status_code == 429)
+    assert busy.json()["detail"].startswith("Hay otras pruebas en curso")
+    assert busy.headers["Retry-After"] == "2"
+    done = next(r for r in answers if r.status_code == 200).json()
+    assert done["answer"] == "Respuesta lenta." and done["brain"] == "lenta"
