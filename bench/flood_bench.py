@@ -103,9 +103,18 @@ class FloodStats:
         }
 
 
-def attacker_ip(index: int, transport: Transport = "web") -> str:
+# Each reconnection from an address never used before (a botnet): per-address bans cannot
+# help, only pacing and the flood limit do. Set by ``--fresh-addresses``.
+FRESH_ADDRESSES = False
+
+
+def attacker_ip(index: int, transport: Transport = "web", attempt: int = 0) -> str:
     """Web attackers come from 127.0.1.x, Twilio ones from 127.0.2.x (a ban for one attack
-    does not pre-empt the other when both run against one server)."""
+    does not pre-empt the other when both run against one server); with FRESH_ADDRESSES
+    every attempt has its own address (127.1x.i.a web, 127.2x.i.a Twilio)."""
+    if FRESH_ADDRESSES:
+        block = (10 if transport == "web" else 20) + attempt // 250
+        return f"127.{block}.{index + 1}.{attempt % 250 + 1}"
     return f"127.0.{1 if transport == 'web' else 2}.{index + 1}"
 
 
@@ -163,12 +172,14 @@ async def web_attacker(
 ) -> None:
     frames = _frames(pcm16k, WEB_FRAME_BYTES)
     per_message = WEB_FRAME_BYTES / 2 / 16000
+    attempt = 0
     while not stop.is_set():
         t0 = time.monotonic()
+        attempt += 1
         try:
             async with connect(
                 _ws_url(base, "/web/stream"),
-                local_addr=(attacker_ip(index, "web"), 0),
+                local_addr=(attacker_ip(index, "web", attempt), 0),
                 compression=None,
                 ping_interval=None,
                 max_size=None,
@@ -200,9 +211,12 @@ async def twilio_attacker(
     ulaw: bytes,
     reconnect: bool = True,
 ) -> None:
-    transport = httpx.AsyncHTTPTransport(local_address=attacker_ip(index, "twilio"))
-    async with httpx.AsyncClient(transport=transport, timeout=10, trust_env=False) as http:
-        while not stop.is_set():
+    attempt = 0
+    while not stop.is_set():
+        attempt += 1
+        ip = attacker_ip(index, "twilio", attempt)
+        transport = httpx.AsyncHTTPTransport(local_address=ip)
+        async with httpx.AsyncClient(transport=transport, timeout=10, trust_env=False) as http:
             t0 = time.monotonic()
             call_sid = new_sid("CA")
             stream_sid = new_sid("MZ")
@@ -230,7 +244,7 @@ async def twilio_attacker(
             try:
                 async with connect(
                     target,
-                    local_addr=(attacker_ip(index, "twilio"), 0),
+                    local_addr=(ip, 0),
                     compression=None,
                     ping_interval=None,
                     max_size=None,
@@ -327,6 +341,7 @@ async def run_flood(
     warmup_s: float = 2.0,
     reconnect: bool = True,
     says: tuple[str, ...] = HEALTHY_SAYS,
+    fresh_addresses: bool = False,
 ) -> dict[str, Any]:
     """Quiet healthy call, then the same call under a flood of ``clients`` attackers."""
     rendered = await render_utterances(list(says))
@@ -355,6 +370,7 @@ async def run_flood(
         "--clients",
         str(clients),
         *([] if reconnect else ["--no-reconnect"]),
+        *(["--fresh-addresses"] if fresh_addresses else []),
         stdout=asyncio.subprocess.PIPE,
     )
     stop = asyncio.Event()
@@ -382,6 +398,7 @@ async def run_flood(
         "transport": transport,
         "clients": clients,
         "reconnect": reconnect,
+        "fresh_addresses": fresh_addresses,
         "flood_s": round(flood_s, 1),
         "attack": attack_summary,
         "server_dropped_audio_s": round(dropped, 1),
@@ -417,8 +434,9 @@ def _metric_sum(text: str, name: str, transport: str) -> float:
 
 def format_report(r: dict[str, Any]) -> str:
     a = r["attack"]
+    fresh = " (fresh address per reconnection)" if r.get("fresh_addresses") else ""
     return (
-        f"{r['transport']} flood, {r['clients']} clients for {r['flood_s']} s: "
+        f"{r['transport']} flood{fresh}, {r['clients']} clients for {r['flood_s']} s: "
         f"{a['connections']} streams, {a['audio_s_sent']} s of audio sent, "
         f"server dropped {r['server_dropped_audio_s']} s, "
         f"{r['server_flood_disconnects']} flood disconnects "
@@ -469,7 +487,13 @@ async def _main(args: argparse.Namespace) -> list[dict[str, Any]]:
     try:
         reports = []
         for transport in args.transport:
-            report = await run_flood(base, transport, args.clients, reconnect=args.reconnect)
+            report = await run_flood(
+                base,
+                transport,
+                args.clients,
+                reconnect=args.reconnect,
+                fresh_addresses=args.fresh_addresses,
+            )
             print(format_report(report), flush=True)
             reports.append(report)
     finally:
@@ -496,10 +520,17 @@ def main(argv: list[str] | None = None) -> int:
         help="an attacker the server closed stays away",
     )
     parser.add_argument("--json", help="write the figures here")
+    parser.add_argument(
+        "--fresh-addresses",
+        action="store_true",
+        help="every reconnection from a new address (a botnet: per-address bans cannot help)",
+    )
     parser.add_argument("--attack-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--duration", type=float, default=600.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.transport = args.transport or ["web", "twilio"]
+    global FRESH_ADDRESSES
+    FRESH_ADDRESSES = args.fresh_addresses
     if args.attack_only:
         summary = asyncio.run(
             attack_only(args.url, args.transport[0], args.clients, args.reconnect, args.duration)
