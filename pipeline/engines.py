@@ -181,7 +181,8 @@ class FairGate:
     another call has queued. And each call may have at most ``max_waiting_per_call``
     requests waiting (more: :class:`EngineBusy`), so one call's backlog stays bounded.
 
-    Requests without a call (warm-up, tests, tools) count as one anonymous call.
+    Requests without a call (warm-up, tests, tools) share one anonymous account, with no
+    bound on how many wait.
     """
 
     def __init__(
@@ -216,11 +217,12 @@ class FairGate:
 
     async def _acquire(self, call_id: str | None) -> tuple[str, _Usage, float]:
         """Wait for a worker, fairly; returns what :meth:`_finish` needs."""
-        key = call_id or current_call() or "-"
+        bound = call_id or current_call()
+        key = bound or "-"
         usage = self._usage.setdefault(key, _Usage(at=self._clock()))
         t0 = self._clock()
         if self._running >= self.capacity or self._waiters:
-            if usage.waiting >= self.max_waiting:
+            if bound is not None and usage.waiting >= self.max_waiting:
                 if self.metrics is not None:
                     self.metrics.engine_shed_total.labels(self.name).inc()
                 raise EngineBusy(f"{self.name}: call {key} already has {usage.waiting} queued")

@@ -42,6 +42,7 @@ from pipeline.engines import (
     TextToSpeech,
     Transcript,
     VadModel,
+    bind_call,
     bytes_per_sample,
     synthesize_as,
 )
@@ -230,6 +231,9 @@ class CallSession:
         construction (the webhook's time) takes precedence."""
         if self._greeting_t0 is None:
             self._greeting_t0 = greeting_t0 if greeting_t0 is not None else time.monotonic()
+        # Engine work from here on (every task this call spawns) is queued under this call:
+        # shared engines take turns fairly between calls (pipeline/engines.py FairGate).
+        bind_call(self.ctx.call_id)
         self._metrics.calls_total.labels(self.ctx.ingress).inc()
         self._metrics.calls_active.labels(self.ctx.ingress).inc()
         self._observer.call_started(
