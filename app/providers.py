@@ -94,7 +94,7 @@ def embedded_voice(
 
             from pipeline.tts_pico import PicoTTS
 
-            voice = PicoTTS(speed=settings.tts_pico_speed)
+            voice = PicoTTS(speed=settings.tts_pico_speed, phone_shaping=settings.tts_phone_shaping)
         else:
             from pipeline.tts_kokoro import KokoroTTS, voices_path
 

@@ -281,12 +281,24 @@ def _pico_default() -> TextToSpeech:
     return PicoTTS(speed=Settings().tts_pico_speed)
 
 
+def _pico_unshaped() -> TextToSpeech:
+    from app.settings import Settings
+    from pipeline.tts_pico import PicoTTS
+
+    return PicoTTS(speed=Settings().tts_pico_speed, phone_shaping=False)
+
+
 CANDIDATES = {
     "espeak-today": Candidate(
         "espeak-today", _espeak(False), "es-419+miguel 160 wpm, text as given"
     ),
     "espeak-formatted": Candidate("espeak-formatted", _espeak(True), "same + speech_format"),
-    "pico": Candidate("pico", _pico_default, "es-ES, TAINA defaults (0.9, vol 0.6, slow 0.85)"),
+    "pico": Candidate(
+        "pico", _pico_default, "es-ES, TAINA defaults (0.9, vol 0.6, slow 0.85, shaped)"
+    ),
+    "pico-unshaped": Candidate(
+        "pico-unshaped", _pico_unshaped, "same without presence boost + compression"
+    ),
     "pico-raw": Candidate("pico-raw", _pico(1.0, 1.0, 1.0, 0), "es-ES, Pico's own speed/volume"),
     "kokoro-jf_alpha": Candidate("kokoro-jf_alpha", _kokoro("jf_alpha"), "eSpeak es phonemes"),
     "kokoro-jm_kumo": Candidate("kokoro-jm_kumo", _kokoro("jm_kumo"), "eSpeak es phonemes"),
@@ -348,8 +360,21 @@ async def render(tts: TextToSpeech, text: str) -> tuple[bytes, float]:
     return b"".join(chunks), first or 0.0
 
 
+def noisy_line(pcm16_8k: bytes, seed: str) -> bytes:
+    """The spoken evaluation's line (telephony/phone_band.py): band, a level 6-10 dB off,
+    noise at 25-30 dB SNR, μ-law: what a simulated caller's ear gets of the bot."""
+    from telephony.audio_codec import pcm16_to_mulaw
+    from telephony.phone_band import heard_from_ulaw
+
+    return heard_from_ulaw(pcm16_to_mulaw(pcm16_8k), seed)
+
+
 async def measure(
-    candidate: Candidate, phrases: Sequence[str], stt: object, warm: bool = True
+    candidate: Candidate,
+    phrases: Sequence[str],
+    stt: object,
+    warm: bool = True,
+    line: str = "clean",
 ) -> Result:
     gc.collect()
     rss0 = _rss_mb()
@@ -367,8 +392,9 @@ async def measure(
     audio_s = sum(len(a) for a in audios) / 2 / LINE_RATE
     hyps = []
     for audio in audios:
-        transcript = await stt.transcribe(phone_path(audio), LINE_RATE)  # type: ignore[attr-defined]
-        hyps.append(transcript.text)
+        heard = phone_path(audio) if line == "clean" else noisy_line(audio, str(len(hyps)))
+        transcript = await stt.transcribe(heard, LINE_RATE)  # type: ignore[attr-defined]
+        hyps.append(transcript if isinstance(transcript, str) else transcript.text)
     return Result(
         candidate.name,
         wer([spoken_text(p) for p in phrases], hyps),
@@ -381,8 +407,13 @@ async def measure(
     )
 
 
-def make_stt() -> object:
-    """Whisper base with the server's STT settings."""
+def make_stt(ear: str = "product") -> object:
+    """Whisper base with the server's STT settings ("product": catalog prompt, tuned), or a
+    caller's plain ear ("plain": no prompt, as the spoken evaluation's citizens hear)."""
+    if ear == "plain":
+        from app.spoken_eval import Ears
+
+        return Ears()
     from app.services import whisper_settings
     from app.settings import Settings
     from pipeline.model_files import ensure_whisper_model
@@ -414,13 +445,26 @@ async def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="first 12 phrases only")
     parser.add_argument("--show", action="store_true", help="print every transcript")
     parser.add_argument("--extra", type=int, default=0, help="add N generated read-backs")
+    parser.add_argument(
+        "--line",
+        choices=("clean", "noisy"),
+        default="clean",
+        help="clean: band + μ-law; noisy: the spoken evaluation's line (level, noise)",
+    )
+    parser.add_argument(
+        "--ear",
+        choices=("product", "plain"),
+        default="product",
+        help="the server's tuned Whisper, or a caller's plain one (no prompt)",
+    )
     args = parser.parse_args(argv)
     phrases = list(PHRASES[:12] if args.quick else PHRASES) + generated_phrases(args.extra)
-    stt = make_stt()
-    await stt.warm_up()  # type: ignore[attr-defined]
+    stt = make_stt(args.ear)
+    if hasattr(stt, "warm_up"):
+        await stt.warm_up()
     results = []
     for name in args.voices.split(","):
-        result = await measure(candidate(name), phrases, stt)
+        result = await measure(candidate(name), phrases, stt, line=args.line)
         results.append(result)
         print(f"{name}: WER {result.wer:.3f}", file=sys.stderr, flush=True)
         if args.show:
@@ -428,7 +472,10 @@ async def main(argv: Sequence[str] | None = None) -> int:
                 r, h = normalize_for_wer(spoken_text(ref)), normalize_for_wer(hyp)
                 if r != h:
                     print(f"  ref: {r}\n  hyp: {h}", file=sys.stderr)
-    print(f"{len(phrases)} phrases, {sum(len(p.split()) for p in phrases)} words\n")
+    print(
+        f"{len(phrases)} phrases, {sum(len(p.split()) for p in phrases)} words, "
+        f"line {args.line}, ear {args.ear}\n"
+    )
     print(table(results))
     return 0
 

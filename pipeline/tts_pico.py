@@ -29,6 +29,7 @@ from pipeline import tts_pico_worker
 from pipeline.process_engine import ProcessEngine
 from pipeline.speech_format import SpeechSegment, plan_speech
 from pipeline.tts import in_chunks, split_for_synthesis
+from pipeline.voice_shaping import shape_for_phone
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +200,7 @@ class PicoTTS:
         slow_speed: float = 0.85,
         group_pause_ms: int = 60,
         planner: Planner | None = None,
+        phone_shaping: bool = True,
     ) -> None:
         self.voice = voice
         self.speed = speed
@@ -207,6 +209,9 @@ class PicoTTS:
         self.slow_speed = slow_speed
         self.group_pause_ms = group_pause_ms
         self.planner: Planner = planner or (lambda t: plan_speech(t, _MAX_PIECE_CHARS))
+        # Presence boost + compression (pipeline/voice_shaping.py): consonants survive a
+        # noisy line.
+        self.phone_shaping = phone_shaping
 
     def _render_piece(
         self, segments: list[SpeechSegment], out_rate: int, lead: bool, tail: bool
@@ -216,6 +221,8 @@ class PicoTTS:
         markup = pico_markup(segments, self.speed * self.slow_speed, self.group_pause_ms)
         raw = _get_engine().speak(markup, self.voice, self.speed, self.pitch, self.volume)
         raw = _trim(raw, PICO_RATE * EDGE_SILENCE_MS // 1000, lead=lead, tail=tail)
+        if self.phone_shaping:
+            raw = shape_for_phone(raw, PICO_RATE)
         return resample_pcm(raw, PICO_RATE, out_rate)
 
     async def warm_up(self) -> None:

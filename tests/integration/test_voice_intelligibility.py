@@ -84,3 +84,37 @@ def test_wer_normalizer_treats_digits_and_words_alike() -> None:
     assert normalize_for_wer("RD$3,500") == normalize_for_wer("tres mil quinientos pesos")
     assert normalize_for_wer("siete, ka, tres, pe, nueve") == normalize_for_wer("7K3P9")
     assert normalize_for_wer("el martes") != normalize_for_wer("el miércoles")
+
+
+async def test_default_voice_is_understood_by_a_plain_ear_on_a_noisy_line() -> None:
+    """What a caller lives through: the spoken evaluation's line (level 6-10 dB off, noise at
+    25-30 dB SNR, μ-law) and a listener with no office vocabulary (Whisper base, no prompt).
+    The voice shaping (presence + compression) is what keeps the consonants: without it the
+    same voice is heard clearly worse, so this test fails if the shaping is lost."""
+    from app.spoken_eval import Ears
+    from bench.tts_voices_bench import noisy_line
+    from pipeline.tts_pico import PicoTTS
+
+    settings = Settings()
+    ear = Ears()
+    references = [spoken_text(p) for p in PHRASES]
+
+    async def heard_noisy(tts: TextToSpeech) -> list[str]:
+        out = []
+        for i, text in enumerate(PHRASES):
+            audio = b"".join([c async for c in tts.synthesize(text, LINE_RATE)])
+            out.append(await ear.transcribe(noisy_line(audio, str(i)), LINE_RATE))
+        return out
+
+    try:
+        shaped = wer(references, await heard_noisy(PicoTTS(speed=settings.tts_pico_speed)))
+        plain = wer(
+            references,
+            await heard_noisy(PicoTTS(speed=settings.tts_pico_speed, phone_shaping=False)),
+        )
+    finally:
+        ear.close()
+    print(f"\nFIGURE noisy line, plain ear: Pico shaped {shaped:.3f}, unshaped {plain:.3f}")
+    assert settings.tts_phone_shaping
+    assert shaped <= 0.12
+    assert plain > shaped + 0.03
