@@ -16,7 +16,7 @@ from pipeline.brain.dialogue_facts import absorb, absorb_personal, has_new_value
 from pipeline.brain.dialogue_kit import Kit, Turn
 from pipeline.brain.dialogue_state import Draft
 from pipeline.brain.names import given_name_only, name_in_answer
-from pipeline.brain.spanish_dates import When
+from pipeline.brain.spanish_dates import When, speak_date, speak_relative
 from pipeline.brain.spanish_text import is_affirmative
 
 __all__ = ["CONFIRM_STEPS", "ConfirmHandler"]
@@ -47,6 +47,8 @@ class ConfirmHandler:
         if booking and t.goal and t.intent.name != "book" and t.intent.mine:
             return False  # "quiero cancelar mi cita": another task, not an answer
         yes = t.yes
+        if booking and yes is not True and await self._day_said_again(t):
+            return True
         if t.correction or (yes is not True and has_new_values(self.kit, t)):
             slot = st.draft.slot
             changed = absorb(self.kit, t, service=booking)
@@ -75,6 +77,34 @@ class ConfirmHandler:
                 t.ask(f"{phrases.OK} {phrases.ASK_OTHER_DAY_AND_TIME}")
             return True
         return False
+
+    async def _day_said_again(self, t: Turn) -> bool:
+        """ "No, le dije mañana" at the read-back, naming the day the caller first asked for.
+        When the slot is on that very day the caller misheard the read-back: say plainly that
+        it is that day. When it is not (that day was closed or full), offer times again from
+        that day, with the reason, instead of "¿Qué desea cambiar?"."""
+        d = t.st.draft
+        when = self.kit.parse_when(t.raw, expect="date")
+        if d.slot is None or when is None or when.date is None or when.date_end is not None:
+            return False
+        asked = d.when.date if d.when is not None else None
+        slot_day = date.fromisoformat(d.slot["date"])
+        if when.date == slot_day:
+            t.progress = True
+            today = self.kit.today()
+            day = speak_date(slot_day, today)
+            near = speak_relative(slot_day, today)
+            t.say(f"Sí, su cita es {day}" + (f", o sea, {near}." if near != day else "."))
+            t.ask(phrases.SHORT_QUESTIONS["confirm_booking"])
+            return True
+        if when.date != asked:
+            return False  # another day: an ordinary correction (below)
+        t.progress = True
+        d.offered, d.slot = [], None
+        d.soonest = False
+        t.st.awaiting = None
+        await self.kit.advance(t)
+        return True
 
     async def change_named(self, t: Turn) -> bool:
         """ "No, la cédula está mal" at the read-back: ask again for the field named."""
@@ -115,6 +145,8 @@ class ConfirmHandler:
         named = next((what for what, pattern in _CHANGES if pattern.search(t.norm)), None)
         if named is not None:
             self._forget(t, named)
+            # "El día: mañana": the new value may come with the field's name.
+            absorb(self.kit, t, service=False)
         elif is_affirmative(t.raw) is False or re.search(r"\b(?:nada|esta bien)\b", t.norm):
             st.awaiting = None
         else:

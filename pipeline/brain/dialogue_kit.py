@@ -136,14 +136,17 @@ class Turn:
                 counts[sentence] = counts.get(sentence, 0) + 1
             self.queue.put_nowait(TextChunk(text + " "))
 
-    def ask(self, text: str, *, resume: bool = True, short: str | None = None) -> None:
+    def ask(
+        self, text: str, *, resume: bool = True, short: str | None = None, whole: bool = False
+    ) -> None:
         """Say a question; ``resume`` makes it the one to come back to after a digression.
         The same question asked again right away is said in its short form (``short``, else
         the step's), never verbatim: the caller gave something else, or the line dropped a
-        word."""
+        word. ``whole``: the text carries information (the times on offer) and is read whole
+        even when it was read before."""
         short = short or phrases.SHORT_QUESTIONS.get(self.st.awaiting or "")
         asked = self.st.asked
-        if resume and short and asked.get(text):
+        if resume and short and asked.get(text) and not whole:
             step = self.st.awaiting or ""
             twice = self.times_said(short) >= 2 and step in KEYPAD_FORMS
             self.say(self.keypad_prompt(step) if twice else short)

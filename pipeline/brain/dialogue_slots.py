@@ -136,7 +136,7 @@ class SlotsHandler:
             st.awaiting = "slot_single"
             lead = "Lo más cercano que tengo es" if notice else "Tengo disponible"
             phrase = self._slot_phrase(rows[0], today, with_office)
-            t.ask(f"{lead} {phrase}. {phrases.DOES_IT_SUIT}")
+            t.ask(f"{lead} {phrase}. {phrases.DOES_IT_SUIT}", whole=True)
             return
         st.awaiting = "slot_choice"
         dates = {r["date"] for r in rows}
@@ -144,18 +144,18 @@ class SlotsHandler:
             day = speak_date(date.fromisoformat(rows[0]["date"]), today)
             times = _times_phrase([_time(r) for r in rows])
             if notice:
-                t.ask(f"{lead} {day} {times}. {phrases.WHICH_ONE}")
+                t.ask(f"{lead} {day} {times}. {phrases.WHICH_ONE}", whole=True)
             else:
-                t.ask(f"Para {day} tengo {times}. {phrases.WHICH_ONE}")
+                t.ask(f"Para {day} tengo {times}. {phrases.WHICH_ONE}", whole=True)
             return
         if len({r["starts_at"] for r in rows}) == 1:
             # The same hour in several offices: the hour once, then the offices.
             when = self._slot_phrase(rows[0], today, False)
             offices = [f"en {self._office_short(r)}" for r in rows]
-            t.ask(f"{lead} {when} {join_es(offices, 'o')}. {phrases.WHICH_ONE}")
+            t.ask(f"{lead} {when} {join_es(offices, 'o')}. {phrases.WHICH_ONE}", whole=True)
             return
         spoken = [self._slot_phrase(r, today, with_office) for r in rows]
-        t.ask(f"{lead} {join_es(spoken, 'o')}. {phrases.WHICH_ONE}")
+        t.ask(f"{lead} {join_es(spoken, 'o')}. {phrases.WHICH_ONE}", whole=True)
 
     def _office_short(self, row: dict[str, Any]) -> str:
         office = self.kit.catalog.office(row["office"])

@@ -808,3 +808,47 @@ async def test_request_said_again_instead_of_a_pick_moves_the_ladder_on(
     assert call.awaiting == "name"
     asks = [s for r in call.replies for s in phrases.sentences(r) if s.endswith("?")]
     assert all(asks.count(s) < 3 for s in asks), asks
+
+
+async def test_read_back_day_said_again_is_answered_not_turned_into_a_menu(
+    office: tuple[OfficeTools, BookingRepository],
+) -> None:
+    """Heard in spoken calls: the read-back's "martes" reached the caller as "mar de", the
+    caller said "No, le dije mañana" (which was that Tuesday) and got "¿Qué desea cambiar?"
+    twice. Now the day is confirmed in plain words; and a day that was closed (so the slot is
+    on another day) gets the reason and the times again."""
+    call = await start(office, can_transfer=False)
+    # NOW is Saturday 21 November 2026: Monday 23 is "pasado mañana".
+    await call.say("quiero una cita de cédula en Santiago el lunes a las ocho")
+    await call.say("Carlos Gómez")
+    await call.say("cero cero uno nueve ocho siete seis cinco cuatro tres dos")
+    read_back = await call.say("sí")
+    assert "¿Está correcto?" in read_back and "lunes 23" in read_back
+    said = await call.say("No, le dije el lunes.")
+    assert "Sí, su cita es el lunes 23 de noviembre, o sea, pasado mañana." in said
+    assert call.awaiting == "confirm_booking"
+    assert "reservada" in await call.say("sí")
+
+    call = await start(office, can_transfer=False)
+    await call.say("quiero una cita de cédula en Santiago mañana en la mañana")  # a Sunday
+    await call.say("la primera")
+    await call.say("Carlos Gómez")
+    await call.say("cero cero uno nueve ocho siete seis cinco cuatro tres dos")
+    read_back = await call.say("sí")
+    assert "lunes 23" in read_back
+    said = await call.say("No, le dije mañana.")
+    assert "domingo" in said and "a las ocho" in said and said.endswith("¿Cuál prefiere?")
+    assert call.awaiting == "slot_choice"
+
+
+async def test_field_and_value_in_one_answer_to_what_to_change(
+    office: tuple[OfficeTools, BookingRepository],
+) -> None:
+    call = await start(office, can_transfer=False)
+    await call.say("quiero una cita de cédula en Santiago el lunes a las ocho")
+    await call.say("Carlos Gómez")
+    await call.say("cero cero uno nueve ocho siete seis cinco cuatro tres dos")
+    await call.say("sí")
+    assert "¿Qué desea cambiar" in await call.say("no")
+    said = await call.say("el día, mejor el martes")
+    assert "martes 24" in said
