@@ -226,6 +226,13 @@ class Settings(BaseSettings):
     live_backend: str = "auto"  # auto | memory | postgres | redis
     live_channel: str = "taina_live"
     redis_url: str | None = Field(default=None, validation_alias=_plain("REDIS_URL"))
+    # State every process of a deployment must agree on (app/shared_state.py): the call-token
+    # replay cache and the concurrent-call cap. auto = Redis when REDIS_URL is set, else per
+    # process. Keys start with redis_prefix (several deployments may share one Redis); a dead
+    # process's calls free their cap slots after fleet_lease_s.
+    shared_state: str = "auto"  # auto | memory | redis
+    redis_prefix: str = "taina:"
+    fleet_lease_s: float = 15.0
     # An SSE response ends after this long and the browser reconnects: keeps a server
     # shutdown from waiting on dashboards that never hang up.
     live_stream_max_s: float = 60.0
