@@ -239,6 +239,11 @@ class ActiveCalls:
         self._prune()
         return len(self._sessions)
 
+    def live_ids(self) -> list[str]:
+        """The calls on the line here (app/shared_state.py renews their deployment-wide slots)."""
+        self._prune()
+        return list(self._sessions)
+
     @property
     def held(self) -> int:
         """Slots taken: calls on the line, promised streams, calls being set up."""
