@@ -136,6 +136,12 @@ class Settings(BaseSettings):
     vad_min_speech_ms: int = 96
     end_of_turn_silence_ms: int = 550
     speculative_silence_ms: int = 250
+    # Smart Turn v3 (pipeline/smart_turn.py): "auto" = shadow when `taina models install` put the
+    # model in place, else off. Shadow runs it at a pause of turn_model_pause_ms and logs its
+    # decision beside the silence rule's; "on" is NOT implemented yet and runs as shadow.
+    turn_model: Literal["auto", "off", "shadow", "on"] = "auto"
+    turn_model_pause_ms: int = 200
+    turn_model_threshold: float = 0.5
     barge_in_min_ms: int = 350
     speech_pad_ms: int = 250
     max_utterance_s: float = 30.0

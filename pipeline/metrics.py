@@ -125,6 +125,8 @@ class PipelineMetrics:
     engine_wait_seconds: Histogram
     engine_shed_total: Counter
     turns_refused_total: Counter
+    turn_model_decisions_total: Counter
+    turn_model_seconds: Histogram
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> PipelineMetrics:
@@ -234,8 +236,27 @@ class PipelineMetrics:
                 ["reason"],
                 registry=reg,
             ),
+            turn_model_decisions_total=ClosedCounter(
+                "taina_turn_model_decisions_total",
+                "Smart Turn (shadow) at each pause of a caller turn: at a mid-sentence pause the "
+                "caller went on (model=end there would have cut them off); at turn_end the "
+                "silence rule ended the turn; guard is the transcript guard's verdict",
+                ["at", "model", "guard"],
+                registry=reg,
+            ),
+            turn_model_seconds=ClosedHistogram(
+                "taina_turn_model_seconds",
+                "Smart Turn inference time per pause (features + ONNX, in its worker thread)",
+                buckets=_LATENCY_BUCKETS,
+                registry=reg,
+            ),
         )
         declared: dict[str, dict[str, Iterable[str]]] = {
+            "turn_model_decisions_total": {
+                "at": ("mid_pause", "turn_end"),
+                "model": ("end", "hold", "skipped", "none"),
+                "guard": ("end", "hold", "none"),
+            },
             "bad_messages_total": {"transport": TRANSPORTS, "reason": BAD_MESSAGE_KINDS},
             "inbound_dropped_seconds_total": {"transport": TRANSPORTS},
             "flood_disconnects_total": {"transport": TRANSPORTS},
