@@ -37,7 +37,7 @@ class WebhookClock:
 def twilio_session_factory(services: Services, clock: WebhookClock):
     async def make(start: Start, sink: AudioSink) -> CallSession | None:
         params = start.custom_parameters
-        check = services.tokens.verify(params.get("token"), start.call_sid)
+        check = await services.tokens.verify_shared(params.get("token"), start.call_sid)
         if not check.ok:
             log.warning(
                 "stream refused: call token %s", check.reason, extra={"call_id": start.call_sid}

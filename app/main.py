@@ -23,6 +23,7 @@ from app.api import router as api_router
 from app.auth import token_verifiers
 from app.body_limit import BodyLimitMiddleware, route_limits
 from app.call_factory import WebhookClock
+from app.connection_limits import active_calls
 from app.forwarded import ForwardedHeadersMiddleware
 from app.live_events import LiveObserver, live_events_from_settings
 from app.password_pool import configure_password_pool
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None, *, engines: Engines | None = No
         ProcessCollector(registry=services.metrics.registry)
         PlatformCollector(registry=services.metrics.registry)
         app.state.services = services
+        services.shared.start(active_calls(app).live_ids)  # renews this process's cap slots
         warn_if_unsigned(settings.twilio_auth_token)
         configure_password_pool(settings.password_hash_workers, settings.password_hash_queue)
         # Everything built so far (models, indexes, catalogs) lives as long as the process:

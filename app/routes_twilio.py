@@ -88,7 +88,7 @@ async def voice_webhook(request: Request) -> Response:
     # concurrent webhooks cannot exceed the cap; the stream's session then holds it.
     limit = services.settings.max_concurrent_calls
     promise_s = max(services.settings.stream_start_timeout_s, 10.0)
-    if not active_calls(request.app).promise(call_sid, limit, promise_s):
+    if not await services.shared.promise(active_calls(request.app), call_sid, limit, promise_s):
         log.warning("at capacity (%d calls): call declined", limit, extra={"call_id": call_sid})
         return _xml(unavailable_twiml())
     clock: WebhookClock = request.app.state.webhook_clock
@@ -213,7 +213,9 @@ def _one_stream_per_call(
             )
             return None
         # The webhook's promised slot (or, if it lapsed, a free one): the cap holds here too.
-        if not calls.reserve(start.call_sid, services.settings.max_concurrent_calls):
+        if not await services.shared.reserve(
+            calls, start.call_sid, services.settings.max_concurrent_calls
+        ):
             registry.unclaim_stream(start.call_sid)
             log.warning("stream refused: at capacity", extra={"call_id": start.call_sid})
             return None
@@ -221,11 +223,11 @@ def _one_stream_per_call(
             session = await inner(start, sink)
         except BaseException:
             registry.unclaim_stream(start.call_sid)
-            calls.cancel(start.call_sid)
+            services.shared.cancel(calls, start.call_sid)
             raise
         if session is None:  # bad token: this stream never existed
             registry.unclaim_stream(start.call_sid)
-            calls.cancel(start.call_sid)
+            services.shared.cancel(calls, start.call_sid)
             return None
         calls.started(start.call_sid, session)
         claimed.append(start.call_sid)

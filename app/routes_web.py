@@ -154,16 +154,18 @@ def make_router(root: Path = VISITOR_DIR) -> APIRouter:
             started.append(start)
             # The cap is checked and the slot taken in one step (no await between), and the
             # session holds it until it closes: concurrent starts cannot exceed it.
-            if not calls.reserve(sink.call_id, services.settings.max_concurrent_calls):
+            if not await services.shared.reserve(
+                calls, sink.call_id, services.settings.max_concurrent_calls
+            ):
                 log.warning("web call refused: at capacity", extra={"call_id": sink.call_id})
                 return None
             try:
                 session = await factory(start, sink)
             except BaseException:
-                calls.cancel(sink.call_id)
+                services.shared.cancel(calls, sink.call_id)
                 raise
             if session is None:
-                calls.cancel(sink.call_id)
+                services.shared.cancel(calls, sink.call_id)
             else:
                 calls.started(sink.call_id, session)
             return session

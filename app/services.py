@@ -33,6 +33,7 @@ from app.recordings import (
     with_consent_notice,
 )
 from app.settings import Settings
+from app.shared_state import SharedState, shared_state_from_settings
 from app.storage import BookingRepository, CallRecorder, CallRepository, Database
 from app.storage.recorder import RecorderCollector
 from knowledge import KnowledgeBase
@@ -70,6 +71,8 @@ class Services:
     recorder: CallRecorder
     recordings: Recordings | None = None
     drain: Drain = field(default_factory=Drain)  # graceful shutdown state (app/drain.py)
+    # Replay cache and call cap shared by the deployment's processes (Redis) or per process.
+    shared: SharedState = field(default_factory=lambda: SharedState(None, "taina:", 15.0))
     extra_observers: list[CallObserver] = field(default_factory=list)
     closers: list[Callable[[], Awaitable[Any] | Any]] = field(default_factory=list)
 
@@ -308,11 +311,16 @@ async def build_services(
         if settings.twilio_auth_token
         else None
     )
+    shared = shared_state_from_settings(settings)
+    closers.append(shared.aclose)
     return Services(
         settings=settings,
         engines=engines,
         metrics=metrics,
-        tokens=CallTokens(settings.signing_key, ttl_s=settings.call_token_ttl_s),
+        tokens=CallTokens(
+            settings.signing_key, ttl_s=settings.call_token_ttl_s, replay=shared.replay
+        ),
+        shared=shared,
         recent=recent,
         observer=FanOutObserver(*observers),
         signatures=signatures,

@@ -6,9 +6,10 @@ any audio is bridged. Someone who merely knows the stream URL cannot open a conv
 
 The token is stateless (HMAC-SHA256 over call SID, expiry and a random nonce with the
 deployment's signing key), so any process of one deployment can verify it. One-time use is
-enforced *per process*: each process remembers the tokens it accepted until they expire. With
-several processes, a replay could be accepted once by each other process within the TTL; the
-short TTL and the webhook signature are what bound that.
+enforced deployment-wide when a shared replay store is given (Redis, ``app/shared_state.py``:
+the first process to record a token wins, every other process refuses it) and per process
+otherwise (each process remembers the tokens it accepted until they expire; with several
+processes and no Redis a replay could be accepted once by each other process within the TTL).
 
 Format: ``base64url(call_sid ":" expiry ":" nonce) "." base64url(mac)``, without padding.
 """
@@ -27,6 +28,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from app.shared_state import ReplayStore
 
 DEFAULT_TTL_S = 120
 MAX_TOKEN_CHARS = 512  # a real token is ~110 chars; anything longer is not worth decoding
@@ -48,7 +53,11 @@ class TokenCheck:
 
 class CallTokens:
     def __init__(
-        self, key: bytes, ttl_s: int = DEFAULT_TTL_S, clock: Callable[[], float] = time.time
+        self,
+        key: bytes,
+        ttl_s: int = DEFAULT_TTL_S,
+        clock: Callable[[], float] = time.time,
+        replay: ReplayStore | None = None,
     ) -> None:
         if not key:
             raise ValueError("call tokens need a non-empty signing key")
@@ -57,6 +66,7 @@ class CallTokens:
         self._key = bytes(key)
         self._ttl_s = int(ttl_s)
         self._clock = clock
+        self._replay = replay  # deployment-wide one-time use (None: this process only)
         self._lock = threading.Lock()
         self._used: dict[bytes, int] = {}  # mac -> expiry of tokens already accepted
         self._expiries: list[tuple[int, bytes]] = []  # min-heap over the same entries
@@ -70,7 +80,31 @@ class CallTokens:
         return f"{_b64(body)}.{_b64(self._mac(body))}"
 
     def verify(self, token: str | None, call_sid: str) -> TokenCheck:
-        """Accepts a token once; never raises on whatever the stream sent."""
+        """Accepts a token once in this process; never raises on whatever the stream sent."""
+        checked = self._check(token, call_sid)
+        if isinstance(checked, TokenCheck):
+            return checked
+        return self._first_here(*checked)
+
+    async def verify_shared(self, token: str | None, call_sid: str) -> TokenCheck:
+        """Accepts a token once in the whole deployment (the shared replay store), or once in
+        this process when there is none or it cannot be reached."""
+        checked = self._check(token, call_sid)
+        if isinstance(checked, TokenCheck):
+            return checked
+        mac, expiry = checked
+        if self._replay is not None:
+            first = await self._replay.first_use(mac, expiry)
+            if first is False:
+                return TokenCheck(False, "replayed")
+        return self._first_here(mac, expiry)
+
+    @property
+    def shared(self) -> bool:
+        return self._replay is not None
+
+    def _check(self, token: str | None, call_sid: str) -> TokenCheck | tuple[bytes, int]:
+        """Everything but one-time use: a refusal, or the token's (mac, expiry)."""
         if not token:
             return TokenCheck(False, "missing")
         parsed = _parse(token)
@@ -79,13 +113,16 @@ class CallTokens:
         body, mac, token_sid, expiry = parsed
         if not hmac.compare_digest(mac, self._mac(body)):
             return TokenCheck(False, "bad-signature")
-        now = self._clock()
-        if now > expiry:
+        if self._clock() > expiry:
             return TokenCheck(False, "expired")
         if not isinstance(call_sid, str) or not hmac.compare_digest(
             token_sid.encode(), call_sid.encode("utf-8", "surrogatepass")
         ):
             return TokenCheck(False, "wrong-call")
+        return mac, expiry
+
+    def _first_here(self, mac: bytes, expiry: int) -> TokenCheck:
+        now = self._clock()
         with self._lock:
             self._prune(now)
             if mac in self._used:
