@@ -9,6 +9,8 @@
 #   asterisk-core-sounds-es-wav   human es-MX recordings (digits, numbers, words) used as real
 #                                 caller speech in recognition tests and spoken conversations
 #   asterisk-prompt-es-co         human Colombian prompts (a second human voice)
+#   haproxy                       the load balancer in front of three `taina serve` processes
+#                                 (tests/integration/test_balancer.py, deploy/haproxy.cfg)
 # Idempotent: installs only what is missing.
 set -euo pipefail
 
@@ -18,9 +20,10 @@ command -v sox >/dev/null 2>&1 || missing+=(sox)
 command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
 [ -d /usr/share/asterisk/sounds/es_MX_f_Allison/digits ] || missing+=(asterisk-core-sounds-es-wav)
 [ -d /usr/share/asterisk/sounds/es/digits ] || missing+=(asterisk-prompt-es-co)
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 
 if [ ${#missing[@]} -eq 0 ]; then
-    echo ">> Test packages already installed (chromium, sox, espeak-ng, Spanish human speech)"
+    echo ">> Test packages already installed (chromium, sox, espeak-ng, Spanish human speech, haproxy)"
     exit 0
 fi
 
