@@ -28,6 +28,9 @@ class JsonFormatter(logging.Formatter):
             "call_id": getattr(record, "call_id", "-"),
             "msg": record.getMessage(),
         }
+        fields = getattr(record, "fields", None)  # structured fields (e.g. the turn-model shadow)
+        if isinstance(fields, dict):
+            entry.update({k: v for k, v in fields.items() if k not in entry})
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(entry).decode()

@@ -50,6 +50,7 @@ from pipeline.metrics import PipelineMetrics
 from pipeline.playout import PlayoutTracker
 from pipeline.records import CallInfo, CallObserver, TurnRecord
 from pipeline.sentences import SentenceSplitter
+from pipeline.smart_turn import SmartTurnRunner, TurnShadow
 from pipeline.turn_taking import TurnConfig, TurnDetector, TurnEvent, UtteranceBuffer
 
 log = logging.getLogger("taina.session")
@@ -129,6 +130,9 @@ class SessionConfig:
     max_turns: int = 0
     turns_per_s: float = 0.0
     turn_burst: int = 4
+    # Smart Turn v3 in shadow mode (pipeline/smart_turn.py): logged beside the silence rule,
+    # never deciding; None = off. One runner (model + thread) shared by every call.
+    turn_model: SmartTurnRunner | None = None
 
 
 @dataclass
@@ -180,6 +184,11 @@ class CallSession:
         self._window_bytes = self._vad.window_samples * 2
         self._window_ms = self._vad.window_samples * 1000.0 / config.sample_rate
         self._detector = TurnDetector(config.turn, self._window_ms)
+        self._shadow = (
+            TurnShadow(config.turn_model, metrics, config.sample_rate, self._log)
+            if config.turn_model is not None
+            else None
+        )
         preroll_ms = config.speech_pad_ms + config.turn.min_speech_ms
         self._utterance = UtteranceBuffer(math.ceil(preroll_ms / self._window_ms))
         self._inbuf = bytearray()
@@ -367,6 +376,8 @@ class CallSession:
             prob = self._vad.probability(samples)
             self._utterance.add(window)
             event = self._detector.update(prob)
+            if self._shadow is not None:
+                self._shadow.on_window(self._detector, event, self._utterance)
             if event is not None:
                 self._on_turn_event(event)
             elif (
@@ -628,6 +639,11 @@ class CallSession:
         self._reply_stage = "brain"
         self._reply_audio = b""
         wall_end = _now()
+        shadow = (
+            self._shadow.turn_text(text, timings.get("endpoint_ms"), self.ctx.history)
+            if self._shadow is not None and audio
+            else {}
+        )
         # When the caller started speaking (the utterance's audio, back from its end), so a
         # recording can be lined up with the transcript; ended_at stays "turn recorded".
         audio_s = len(audio) / 2 / self._cfg.sample_rate
@@ -645,6 +661,7 @@ class CallSession:
                     "audio_ms": len(audio) / 2 / self._cfg.sample_rate * 1000,
                     **({"stream_at_ms": at_ms} if at_ms is not None else {}),
                     **({"unheard": 1.0} if not text and not dtmf else {}),
+                    **shadow,
                 },
                 dtmf=dtmf,
             )
