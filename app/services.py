@@ -45,6 +45,7 @@ from pipeline.instant_engines import instant_engine_set
 from pipeline.metrics import PipelineMetrics
 from pipeline.records import CallObserver, FanOutObserver
 from pipeline.session import Engines, SessionConfig
+from pipeline.smart_turn import runner_for
 from pipeline.turn_taking import TurnConfig
 from telephony.call_tokens import CallTokens
 from telephony.signatures import TwilioSignatureChecker
@@ -111,6 +112,13 @@ def session_config_from(s: Settings) -> SessionConfig:
         max_turns=s.max_turns_per_call,
         turns_per_s=s.max_turns_per_second,
         turn_burst=s.turn_burst,
+        turn_model=(
+            runner_for(
+                s.turn_model, str(s.models_dir), s.turn_model_pause_ms, s.turn_model_threshold
+            )
+            if s.engine_mode == "embedded"
+            else None
+        ),
     )
 
 
