@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rapidfuzz import fuzz
+
 from app.spoken_eval_scenarios import OFFICE_SPOKEN, SERVICE_SPOKEN, WEEKDAYS, Scenario, fold
 from telephony import caller_voices
 from telephony.phone_band import DEFAULT as LINE
@@ -530,6 +532,10 @@ class Citizen:
             return await self._say(
                 _pick(self.rng, ["No, es {d}.", "No, le dije {d}."]).format(d=self.date_phrase)
             )
+        if s.name and not self.said.get("name_fix") and not _name_read_back(s.name, folded):
+            # A person notices their own name read back wrong, and says it once more.
+            self.said["name_fix"] += 1
+            return await self._say(f"No, el nombre es {s.name}.")
         return await self._say(
             _pick(self.rng, ["Sí, correcto.", "Sí, está bien.", "Sí.", "Correcto, sí."])
         )
@@ -558,6 +564,15 @@ class Citizen:
 
 
 _CANT_HELP = re.compile(r"no (le )?puedo ayudar|no (le )?entend|que necesita|en que le puedo")
+
+
+def _name_read_back(name: str, folded: str) -> bool:
+    """Was the caller's surname (or, failing that, given name) in the read-back as heard?
+    Loose: a person forgives a letter or two ("Gomes" for "Gómez")."""
+    words = fold(name).split()
+    heard = folded.split()
+    wanted = words[1:] or words
+    return all(any(fuzz.ratio(w, h) >= 75 for h in heard) for w in wanted)
 
 
 def _last_question(text: str) -> str:

@@ -184,8 +184,10 @@ class BookingHandler:
         name = name_in_answer(_BEFORE_NUMBERS.split(t.raw)[0].strip(" ,.;"))
         if name is None:
             return False
-        if given_name_only(name):
-            # "María": the full name is what goes on the appointment; ask for the rest once.
+        if given_name_only(name) and not t.st.step_misses.get("name"):
+            # "María": the full name is what goes on the appointment; ask for the rest once —
+            # unless the name was already asked twice: a third question about it would lose
+            # the caller; the read-back shows what was heard and can still be corrected.
             t.st.draft.name = name
             t.progress = True
             t.st.awaiting = "surname"
