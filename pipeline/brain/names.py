@@ -76,7 +76,7 @@ _NAME_STOP = frozenset(
 def find_name(text: str) -> str | None:
     """A name the caller introduces inside a longer turn: "Soy María Gómez, quiero sacar el
     pasaporte…", "buenas, le habla José Peña", "…a nombre de Ana de la Cruz"."""
-    for m in _NAME_INTRO.finditer(text):
+    for m in _NAME_INTRO.finditer(unglue_leads(text)):
         words = m.group("rest").split()
         if not words:
             continue
@@ -93,9 +93,25 @@ def find_name(text: str) -> str | None:
     return None
 
 
+# How a phone line glues or bends the words before a name: "Anombre de", "Al hombre de",
+# "Su inombre es", "Minombre es".
+_GLUED_LEADS = (
+    (re.compile(r"(?i)\b(?:a|al)\s*(?:h?nombre|hombre)\s+de\b"), "a nombre de"),
+    (re.compile(r"(?i)\b(?:(?:su|mi|tu)\s*i?|m?i)nombre\s+(es|completo\s+es)\b"), r"mi nombre \1"),
+)
+
+
+def unglue_leads(text: str) -> str:
+    """The lead words of a name answer as they were said, not as the line glued them."""
+    for pattern, repl in _GLUED_LEADS:
+        text = pattern.sub(repl, text)
+    return text
+
+
 def name_in_answer(text: str) -> str | None:
     """The name in an answer to "¿A nombre de quién…?", also when more follows it: "Sí,
     María Pérez, para servirle" → "María Pérez"."""
+    text = unglue_leads(text)
     found: list[str] = []
     for clause in [c for c in re.split(r"[,.;:!?¡¿]", text) if c.strip()][:3]:
         lead = _NAME_LEAD.match(normalize(clause) + " ")

@@ -50,3 +50,19 @@ def test_the_name_in_an_answer_to_the_name_question(text: str, name: str | None)
 def test_a_name_as_heard_keeps_only_plausible_words() -> None:
     assert name_as_heard("cita xiomara ajá altagracia") == "Xiomara Altagracia"
     assert name_as_heard("ajá sí pues") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("Su inombre es José Rodríguez.", "José Rodríguez"),
+        ("Anombre de Ana Martínez.", "Ana Martínez"),
+        ("Al hombre de Ana Martínez", "Ana Martínez"),
+        ("Minombre es Carlos Gómez", "Carlos Gómez"),
+        ("Al hombre se ha ramatribes.", None),
+    ],
+)
+def test_lead_words_the_line_glued_are_not_taken_for_the_name(text: str, name: str | None) -> None:
+    """Heard in spoken calls: "Su inombre es José Rodríguez" was not understood and
+    "Anombre de Ana Martínez" became the name "Anombre de Ana Martínez"."""
+    assert name_in_answer(text) == name
