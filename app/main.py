@@ -16,6 +16,7 @@ from app import (
     routes_admin,
     routes_health,
     routes_livekit,
+    routes_livekit_webhook,
     routes_twilio,
     routes_web,
 )
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None, *, engines: Engines | None = No
     app.include_router(api_live.router)
     app.include_router(routes_admin.router)
     app.include_router(routes_livekit.router)
+    app.include_router(routes_livekit_webhook.router)
     app.include_router(routes_web.router)
     app.add_middleware(
         BodyLimitMiddleware,

@@ -264,7 +264,10 @@ class Settings(BaseSettings):
     livekit_empty_timeout_s: int = 60  # room closes if nobody joins within this
     livekit_departure_timeout_s: int = 10  # room closes this long after the last one leaves
     livekit_token_per_minute: int = 10  # token requests per client IP
-    livekit_poll_interval_s: float = 1.0  # the agent's ListRooms period
+    livekit_poll_interval_s: float = 1.0  # the agent's ListRooms period (--poll mode only)
+    # Dispatch by webhook (telephony/livekit_dispatch.py): a worker's claim on a room lasts
+    # this long unless renewed; a dead worker's rooms are taken over after it.
+    livekit_claim_lease_s: float = 10.0
     livekit_sample_rate: int = 48000  # rate of the agent's published track and its AudioStream
     # Comma-separated E.164 numbers the inbound trunk accepts (empty: any number).
     livekit_sip_trunk_numbers: str = ""
