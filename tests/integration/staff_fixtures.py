@@ -5,40 +5,20 @@ webhook receiver standing in for the external booking system.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy.engine import make_url
 
 from app.main import create_app
 from pipeline.session import Engines
 from tests.integration.conftest import LiveServer, instant_engines, settings_for
+from tests.integration.pg_scratch import scratch_database
 from tests.integration.test_admin_api import TEST_DATABASE_URL, Api, ensure_api
-
-
-async def _pg_admin(statement: str) -> None:
-    import asyncpg
-
-    assert TEST_DATABASE_URL
-    url = make_url(TEST_DATABASE_URL)
-    conn = await asyncpg.connect(
-        user=url.username,
-        password=url.password,
-        host=url.host or "127.0.0.1",
-        port=url.port or 5432,
-        database=url.database,
-    )
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -49,12 +29,8 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
         return
     if not TEST_DATABASE_URL:
         pytest.skip("TEST_DATABASE_URL is not set: the PostgreSQL variant is skipped")
-    name = f"taina_staff_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(TEST_DATABASE_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with scratch_database("taina_staff") as url:
+        yield url
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +18,6 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy.engine import make_url
 from websockets.exceptions import ConnectionClosed
 
 from app import api
@@ -31,6 +29,7 @@ from app.storage import TurnRecord
 from app.users import create_user, list_audit
 from knowledge import default_source_dir
 from tests.integration.conftest import LiveServer, instant_engines, settings_for
+from tests.integration.pg_scratch import scratch_database
 from tests.integration.test_twilio_stream import RawStream, frames_of
 
 PASSWORD = "clave-segura-123"
@@ -621,29 +620,8 @@ def pg_database_url() -> Iterator[str]:
     """A scratch Postgres database for one server, dropped afterwards."""
     if not TEST_DATABASE_URL:
         pytest.skip("TEST_DATABASE_URL is not set: admin API on PostgreSQL skipped")
-    import asyncpg
-
-    admin_url = make_url(TEST_DATABASE_URL)
-    name = f"taina_api_{uuid.uuid4().hex[:12]}"
-
-    async def admin(statement: str) -> None:
-        conn = await asyncpg.connect(
-            user=admin_url.username,
-            password=admin_url.password,
-            host=admin_url.host or "127.0.0.1",
-            port=admin_url.port or 5432,
-            database=admin_url.database,
-        )
-        try:
-            await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin_url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with scratch_database("taina_api") as url:
+        yield url
 
 
 def test_analytics_and_search_on_postgres(

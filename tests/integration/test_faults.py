@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import time
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 
@@ -55,6 +54,7 @@ from tests.faults.calls import drop_connection, until
 from tests.faults.engines import PacedTTS, SlowSTT
 from tests.faults.tcp_proxy import TcpProxy
 from tests.integration.conftest import LiveServer, instant_engines
+from tests.integration.pg_scratch import scratch_database_async
 from tests.integration.test_twilio_stream import RawStream, frames_of
 
 pytestmark = pytest.mark.timeout(150)
@@ -449,30 +449,8 @@ OUTAGE_S = 30.0
 @pytest.fixture
 async def pg_url() -> AsyncIterator[str]:
     """A scratch PostgreSQL database for one test, dropped afterwards."""
-    import asyncpg
-
-    assert TEST_DATABASE_URL
-    admin = make_url(TEST_DATABASE_URL)
-    name = f"taina_faults_{uuid.uuid4().hex[:10]}"
-
-    async def run(statement: str) -> None:
-        conn = await asyncpg.connect(
-            user=admin.username,
-            password=admin.password,
-            host=admin.host or "127.0.0.1",
-            port=admin.port or 5432,
-            database=admin.database,
-        )
-        try:
-            await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    await run(f'CREATE DATABASE "{name}"')
-    try:
-        yield admin.set(database=name).render_as_string(hide_password=False)
-    finally:
-        await run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    async with scratch_database_async("taina_faults") as url:
+        yield url
 
 
 async def _turns_in_db(url: str, call_sid: str) -> int:

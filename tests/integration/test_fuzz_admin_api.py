@@ -20,10 +20,8 @@ Examples are derandomized, so CI sends the same requests every time.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
-import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -34,7 +32,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, make_url, select
+from sqlalchemy import func, select
 
 from app.main import create_app
 from app.storage.models import (
@@ -47,6 +45,7 @@ from app.storage.models import (
 )
 from app.users import create_user
 from tests.integration.conftest import LiveServer, instant_engines, settings_for
+from tests.integration.pg_scratch import scratch_database
 
 PASSWORD = "clave-segura-123"
 FUZZ = settings(
@@ -344,29 +343,11 @@ class AdminApi:
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 
 
-async def _pg_admin(url: str, statement: str) -> None:
-    import asyncpg
-
-    u = make_url(url)
-    conn = await asyncpg.connect(
-        user=u.username, password=u.password, host=u.host, port=u.port or 5432, database=u.database
-    )
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
 @contextmanager
 def fresh_postgres() -> Iterator[str]:
     """A database of its own on ``TEST_DATABASE_URL``'s server, dropped afterwards."""
-    assert TEST_DATABASE_URL
-    name = f"taina_fuzz_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_pg_admin(TEST_DATABASE_URL, f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(TEST_DATABASE_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        asyncio.run(_pg_admin(TEST_DATABASE_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with scratch_database("taina_fuzz") as url:
+        yield url
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -23,6 +22,7 @@ from pipeline.instant_engines import EnergyVad, FixedSTT, ToneTTS
 from pipeline.session import Engines
 from tests.faults.keypad import KeypadFlood, NormalCaller
 from tests.faults.tcp_proxy import TcpProxy
+from tests.integration.pg_scratch import scratch_database_async
 from tests.integration.test_faults import (
     QUESTION,
     TEST_DATABASE_URL,
@@ -48,30 +48,8 @@ OUTAGE_S = 60.0
 @pytest.fixture
 async def pg_url() -> AsyncIterator[str]:
     """A scratch PostgreSQL database for one test, dropped afterwards."""
-    import asyncpg
-
-    assert TEST_DATABASE_URL
-    admin = make_url(TEST_DATABASE_URL)
-    name = f"taina_records_{uuid.uuid4().hex[:10]}"
-
-    async def run(statement: str) -> None:
-        conn = await asyncpg.connect(
-            user=admin.username,
-            password=admin.password,
-            host=admin.host or "127.0.0.1",
-            port=admin.port or 5432,
-            database=admin.database,
-        )
-        try:
-            await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    await run(f'CREATE DATABASE "{name}"')
-    try:
-        yield admin.set(database=name).render_as_string(hide_password=False)
-    finally:
-        await run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    async with scratch_database_async("taina_records") as url:
+        yield url
 
 
 def engines() -> Engines:

@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 
 from app.live_events import asyncpg_dsn
 from app.storage import CallRepository, Database
+from tests.integration.pg_scratch import scratch_database
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 
@@ -74,13 +75,8 @@ async def _admin_exec(statement: str) -> None:
 
 @pytest.fixture(scope="module")
 def scratch_db() -> Iterator[str]:
-    assert TEST_DATABASE_URL
-    name = f"taina_rls_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin_exec(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(TEST_DATABASE_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        asyncio.run(_admin_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with scratch_database("taina_rls") as url:
+        yield url
 
 
 SEED = f"""

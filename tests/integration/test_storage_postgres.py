@@ -10,15 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import make_url
 
 from app.storage import CallRecorder, CallRepository, Database, TurnRecord
+from tests.integration.pg_scratch import scratch_database
 from tests.unit.test_storage import (
     booking_repo,
     first_slot,
@@ -49,33 +49,11 @@ pytestmark = pytest.mark.skipif(
 PARALLEL = 24  # concurrent booking attempts, each on its own connection
 
 
-async def _admin(url: URL, statement: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(
-        user=url.username,
-        password=url.password,
-        host=url.host or "127.0.0.1",
-        port=url.port or 5432,
-        database=url.database,
-    )
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """A fresh database for this test session, dropped at the end."""
-    assert TEST_DATABASE_URL
-    admin_url = make_url(TEST_DATABASE_URL)
-    name = f"taina_test_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(admin_url, f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin_url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        asyncio.run(_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with scratch_database("taina_test") as url:
+        yield url
 
 
 @pytest.fixture
