@@ -175,6 +175,13 @@ class SmartTurnRunner:
         self._model: SmartTurnModel | None = None
         self._lock = threading.Lock()
         self._pending = 0
+        self._executor.submit(self._warm_up)  # load off the event loop, before the first pause
+
+    def _warm_up(self) -> None:
+        try:
+            self._load()
+        except Exception:
+            log.exception("Smart Turn model failed to load: every pause will be 'skipped'")
 
     def _load(self) -> SmartTurnModel:
         with self._lock:
@@ -337,6 +344,33 @@ class TurnShadow:
             (m.content for m in reversed(history) if getattr(m, "role", "") == "assistant"), None
         )
         verdict = judge_transcript(text, prompt=prompt)
+        # A prediction still running (a fast transcript, a busy worker) is waited for off the
+        # reply path: the log line and metrics follow when it lands; the record goes without.
+        pending = [
+            p.future
+            for p in (*pauses, final)
+            if p is not None and p.future is not None and not p.future.done()
+        ]
+        if pending:
+            left = [len(pending)]
+
+            def one_done(_fut: object) -> None:
+                left[0] -= 1
+                if left[0] == 0:
+                    self._report(pauses, final, verdict, endpoint_ms)
+
+            for fut in pending:
+                fut.add_done_callback(one_done)
+            return {}
+        return self._report(pauses, final, verdict, endpoint_ms)
+
+    def _report(
+        self,
+        pauses: list[_Pause],
+        final: _Pause | None,
+        verdict: GuardDecision,
+        endpoint_ms: float | None,
+    ) -> dict[str, float]:
         result = _result(final.future) if final is not None else None
         model = self._says_end(result) if final is not None else "none"
         guard = "hold" if verdict.hold else "end"

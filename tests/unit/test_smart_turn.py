@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -72,15 +73,20 @@ class StubRunner:
     mode = "shadow"
     threshold = 0.5
 
-    def __init__(self, prob: float, pause_ms: int = 120) -> None:
+    def __init__(self, prob: float, pause_ms: int = 120, delay_s: float = 0.0) -> None:
         self.prob = prob
         self.pause_ms = pause_ms
+        self.delay_s = delay_s
         self.calls: list[int] = []
 
     def submit(self, pcm16: bytes, sample_rate: int) -> Future[ShadowResult]:
         self.calls.append(len(pcm16))
         fut: Future[ShadowResult] = Future()
-        fut.set_result(ShadowResult(self.prob, 12.0, 0.5))
+        result = ShadowResult(self.prob, 12.0, 0.5)
+        if self.delay_s:
+            threading.Timer(self.delay_s, fut.set_result, (result,)).start()
+        else:
+            fut.set_result(result)
         return fut
 
 
@@ -139,6 +145,20 @@ async def test_shadow_hold_is_counted_as_hold(caplog: pytest.LogCaptureFixture) 
     assert caller.timings["turn_model_end"] == 0.0
     assert _count(session._metrics, "mid_pause", "hold", "none") == 1.0
     assert _count(session._metrics, "turn_end", "hold", "end") == 1.0
+
+
+async def test_a_late_prediction_is_logged_when_it_lands_without_delaying_the_reply(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The model answers 1.5 s after each pause: the reply goes out at the silence rule's time.
+    session, caller = await _talk_with_a_pause(StubRunner(prob=0.9, delay_s=1.5), caplog)
+    assert "turn_model_prob" not in caller.timings
+    with caplog.at_level(logging.INFO, logger="taina.session"):
+        await until(lambda: any("turn model (shadow)" in r.getMessage() for r in caplog.records))
+    line = next(r for r in caplog.records if "turn model (shadow)" in r.getMessage())
+    assert line.fields["turn_model_decision"] == "end"  # type: ignore[attr-defined]
+    assert line.fields["turn_mid_pauses_model_end"] == 1  # type: ignore[attr-defined]
+    assert _count(session._metrics, "turn_end", "end", "end") == 1.0
 
 
 async def test_without_a_turn_model_nothing_is_added() -> None:
