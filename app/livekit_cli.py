@@ -15,6 +15,11 @@ def add_livekit_commands(subparsers: Any) -> None:
     agent = subparsers.add_parser(
         "livekit-agent", help="join LiveKit rooms (web visitors, LiveKit SIP calls) as TAINA"
     )
+    agent.add_argument(
+        "--poll",
+        action="store_true",
+        help="find rooms by polling ListRooms (one worker only) even when REDIS_URL is set",
+    )
     agent.set_defaults(func=_cmd_agent)
 
     lk = subparsers.add_parser("livekit", help="LiveKit server setup")
@@ -33,7 +38,7 @@ def _cmd_agent(args: argparse.Namespace) -> int:
     settings = Settings()
     setup_logging(settings.log_level, settings.log_format)
     try:
-        asyncio.run(run_agent(settings))
+        asyncio.run(run_agent(settings, poll=bool(getattr(args, "poll", False))))
     except KeyboardInterrupt:
         pass
     return 0

@@ -1,12 +1,17 @@
 """``taina livekit-agent``: the worker that puts TAINA into LiveKit rooms.
 
-How rooms are found: the worker polls ``RoomService.ListRooms`` (every
-``livekit_poll_interval_s``) and joins each room whose name starts with the web prefix
-(``web-``, created by ``POST /api/livekit/token``) or the SIP prefix (``call-``, created by the
-SIP dispatch rule). Polling needs nothing but the server API, works with any number of app
-processes, and costs one small request a second; the latency it adds (≤ 1 s) is spent while
-the visitor's browser is still negotiating WebRTC. A room is handled once per worker; run one
-worker (the LiveKit Agents framework's job dispatch is the path to several, not used here).
+How rooms are found — two modes:
+
+* **Dispatched** (the default when ``REDIS_URL`` is set): LiveKit's webhooks reach
+  ``POST /livekit/webhook`` on the app, which announces TAINA's rooms in Redis; workers block
+  on the announcements, and a room is served by the one worker whose claim (``SET NX`` with a
+  lease, renewed while the call lasts) succeeded. Any number of workers may run; a dead
+  worker's rooms are claimed by the others once its lease lapses
+  (telephony/livekit_dispatch.py, :meth:`LiveKitAgent.run_dispatched`).
+* **Polling** (no Redis, or ``taina livekit-agent --poll``): the worker lists
+  ``RoomService.ListRooms`` every ``livekit_poll_interval_s`` and joins each room whose name
+  starts with the web prefix (``web-``) or the SIP prefix (``call-``). A room is handled once
+  per worker, so run exactly one worker in this mode.
 
 Each room gets its own ``LiveKitCallTransport`` and ``CallSession``, built from the same
 ``Services`` as the Twilio path (engines, brain, storage, metrics). The ``rtc.Room`` adapter
@@ -16,7 +21,9 @@ below is the only code that touches the real-time SDK.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
@@ -25,6 +32,7 @@ from typing import Any
 from app.services import Services
 from app.settings import Settings
 from pipeline.session import CallSession
+from telephony.livekit_dispatch import RoomDispatch
 from telephony.livekit_room import (
     AudioChunk,
     Caller,
@@ -228,6 +236,75 @@ class LiveKitAgent:
             metrics=svc.metrics,
         )
 
+    # --- dispatched by webhooks, claims in Redis ----------------------------------------------
+    def _start(self, name: str, on_done: Callable[[str], None] | None = None) -> None:
+        task = asyncio.create_task(self.handle(name), name=f"lk-room-{name}")
+        self._active[name] = task
+
+        def finished(t: asyncio.Task[str], n: str = name) -> None:
+            self._finished(n, t)
+            if on_done is not None and not t.cancelled():
+                on_done(n)
+
+        task.add_done_callback(finished)
+
+    async def run_dispatched(
+        self, dispatch: RoomDispatch, worker: str, stop: asyncio.Event | None = None
+    ) -> None:
+        """Serve the rooms LiveKit's webhooks announce, each claimed by exactly one worker.
+
+        Wakes on each announcement (``BLPOP``); every ``lease / 3`` it renews its claims and
+        looks over the announced rooms for one whose claim lapsed (a dead worker's): those it
+        claims and joins. A graceful stop hands its rooms back at once; a crash (the task
+        cancelled, the process killed) lets them lapse after the lease.
+        """
+        stop = stop or asyncio.Event()
+        period = dispatch.lease_s / 3
+        finished: set[str] = set()
+        next_sweep = 0.0
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            try:
+                for name in list(finished):  # calls that ended: claim and announcement go
+                    finished.discard(name)
+                    await dispatch.done(name, worker)
+                if loop.time() >= next_sweep:
+                    next_sweep = loop.time() + period
+                    lost = await dispatch.renew(list(self._active), worker)
+                    for name in lost:  # another worker has it now: never serve twice
+                        log.warning("room %s: claim lost, leaving it", name)
+                        task = self._active.get(name)
+                        if task is not None:
+                            task.cancel()
+                    for name in await dispatch.wanted():  # takeover of lapsed claims
+                        await self._try_claim(dispatch, worker, name, finished)
+                name = await dispatch.next_room(min(period, 1.0))
+                if name is not None:
+                    await self._try_claim(dispatch, worker, name, finished)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("LiveKit dispatch: %s", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), period)
+        tasks = list(self._active.items())
+        for _, task in tasks:
+            task.cancel()
+        await asyncio.gather(*(t for _, t in tasks), return_exceptions=True)
+        for name, _ in tasks:  # graceful: hand the rooms back now, not after the lease
+            with contextlib.suppress(Exception):
+                await dispatch.release(name, worker)
+
+    async def _try_claim(
+        self, dispatch: RoomDispatch, worker: str, name: str, finished: set[str]
+    ) -> None:
+        if not self._ours(name) or name in self._active:
+            return
+        if await dispatch.claim(name, worker):
+            log.info("room %s claimed by %s", name, worker)
+            self._done.pop(name, None)  # a room taken over may have been seen here before
+            self._start(name, finished.add)
+
     async def run(self, stop: asyncio.Event | None = None) -> None:
         stop = stop or asyncio.Event()
         while not stop.is_set():
@@ -244,8 +321,19 @@ class LiveKitAgent:
         await asyncio.gather(*self._active.values(), return_exceptions=True)
 
 
-async def run_agent(settings: Settings) -> None:
-    """Load the engines once, then serve rooms until interrupted."""
+def worker_id() -> str:
+    """This worker's name on its claims: host, pid and a random part (a restarted worker
+    with the same pid does not inherit a dead one's claims)."""
+    import os
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+
+
+async def run_agent(settings: Settings, *, poll: bool = False) -> None:
+    """Load the engines once, then serve rooms until interrupted: dispatched by LiveKit's
+    webhooks through Redis when ``REDIS_URL`` is set, by polling ListRooms otherwise (or with
+    ``poll``)."""
     from app.services import build_services
 
     if not (settings.livekit_url and settings.livekit_api_key and settings.livekit_api_secret):
@@ -260,13 +348,27 @@ async def run_agent(settings: Settings) -> None:
         )
 
     agent = LiveKitAgent(services, control, connect)
-    log.info(
-        "LiveKit agent watching rooms %s* and %s*",
-        settings.livekit_room_prefix,
-        settings.livekit_sip_room_prefix,
-    )
+    client = services.shared.client
+    stop = asyncio.Event()  # SIGTERM/SIGINT: stop cleanly, handing claimed rooms back
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
     try:
-        await agent.run()
+        if client is not None and not poll:
+            me = worker_id()
+            log.info("LiveKit agent %s: rooms dispatched by webhook (claims in Redis)", me)
+            dispatch = RoomDispatch(
+                client, settings.redis_prefix, lease_s=settings.livekit_claim_lease_s
+            )
+            await agent.run_dispatched(dispatch, me, stop)
+        else:
+            log.info(
+                "LiveKit agent polling rooms %s* and %s* (run one worker in this mode)",
+                settings.livekit_room_prefix,
+                settings.livekit_sip_room_prefix,
+            )
+            await agent.run(stop)
     finally:
         await control.aclose()
         await services.aclose()

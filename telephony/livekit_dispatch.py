@@ -9,9 +9,10 @@ the balancer) verifies it and *announces* the room in Redis:
 * ``{prefix}lk:wanted`` — hash of the rooms that want an agent (room -> announced at);
 * ``{prefix}lk:dispatch`` — list the workers block on (``BLPOP``): each announcement wakes
   one worker at once;
-* ``{prefix}lk:claim:{room}`` — the claim: ``SET NX PX lease`` with the worker's id. Only the
-  worker holding it serves the room; it renews the claim every ``lease / 3`` while the call
-  lasts and removes claim and announcement when the call ends.
+* ``{prefix}lk:claim:{room}`` — the claim: ``SET NX PX lease`` with the worker's id, taken only
+  while the room is still announced (one Lua script). Only the worker holding it serves the
+  room; it renews the claim every ``lease / 3`` while the call lasts and removes claim and
+  announcement when the call ends.
 
 A worker that dies stops renewing: its claims lapse after the lease, and the other workers,
 which look over ``lk:wanted`` every ``lease / 3``, claim those rooms and join them (the caller
@@ -43,6 +44,19 @@ end
 return out
 """
 
+# KEYS[1] = claim key, KEYS[2] = wanted hash; ARGV = worker id, room, lease ms. A room is
+# claimed only while it is still announced: a worker that read the announcements just before
+# another worker finished the call must not start it again.
+_CLAIM = """
+if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 0 then
+  return 0
+end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[3]) then
+  return 1
+end
+return 0
+"""
+
 # KEYS[1] = claim key, KEYS[2] = wanted hash; ARGV[1] = worker id, ARGV[2] = room.
 _DONE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -65,6 +79,7 @@ class RoomDispatch:
         self._queue = f"{prefix}lk:dispatch"
         self._renew = client.register_script(_RENEW)
         self._done = client.register_script(_DONE)
+        self._claim = client.register_script(_CLAIM)
 
     def _claim_key(self, room: str) -> str:
         return f"{self._prefix}lk:claim:{room}"
@@ -94,10 +109,11 @@ class RoomDispatch:
         return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
 
     async def claim(self, room: str, worker: str) -> bool:
-        ok = await self._client.set(
-            self._claim_key(room), worker, nx=True, px=int(self.lease_s * 1000)
+        ok = await self._claim(
+            keys=[self._claim_key(room), self._wanted],
+            args=[worker, room, int(self.lease_s * 1000)],
         )
-        return bool(ok)
+        return bool(int(ok))
 
     async def holder(self, room: str) -> str | None:
         value = await self._client.get(self._claim_key(room))
@@ -110,6 +126,13 @@ class RoomDispatch:
         keys = [self._claim_key(r) for r in rooms]
         kept = await self._renew(keys=keys, args=[worker, int(self.lease_s * 1000)])
         return [r for r, k in zip(rooms, kept, strict=True) if not int(k)]
+
+    async def release(self, room: str, worker: str) -> None:
+        """This worker stops without finishing the call: the room stays announced and
+        another worker claims it at its next sweep."""
+        key = self._claim_key(room)
+        if await self.holder(room) == worker:
+            await self._client.delete(key)
 
     async def done(self, room: str, worker: str) -> None:
         """The call in ``room`` ended: release the claim and the announcement."""
