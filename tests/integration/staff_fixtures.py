@@ -14,11 +14,9 @@ from typing import Any
 
 import pytest
 
-from app.main import create_app
 from pipeline.session import Engines
-from tests.integration.conftest import LiveServer, instant_engines, settings_for
 from tests.integration.pg_scratch import scratch_database
-from tests.integration.test_admin_api import TEST_DATABASE_URL, Api, ensure_api
+from tests.integration.test_admin_api import TEST_DATABASE_URL, Api, api_servers
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -37,23 +35,14 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
 def staff_api(tmp_path: Path, database_url: str | None) -> Iterator[Callable[..., Api]]:
     """``make(engines=None, **settings)``: a started server with the API on the chosen
     database, and a sync client for it."""
-    started: list[tuple[LiveServer, Api]] = []
+    with api_servers(tmp_path / "staff") as start:
 
-    def make(engines: Engines | None = None, **overrides: Any) -> Api:
-        if database_url is not None:
-            overrides.setdefault("database_url", database_url)
-        settings = settings_for(tmp_path / f"staff{len(started)}", **overrides)
-        app = create_app(settings, engines=engines or instant_engines())
-        ensure_api(app)
-        server = LiveServer(app).start()
-        client = Api(server)
-        started.append((server, client))
-        return client
+        def make(engines: Engines | None = None, **overrides: Any) -> Api:
+            if database_url is not None:
+                overrides.setdefault("database_url", database_url)
+            return start(engines, **overrides)
 
-    yield make
-    for server, client in started:
-        client.close()
-        server.stop()
+        yield make
 
 
 class WebhookReceiver:

@@ -8,6 +8,7 @@ bookings, prompts, knowledge documents and analytics, and the refusals per role.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +29,7 @@ from app.main import create_app
 from app.storage import TurnRecord
 from app.users import create_user, list_audit
 from knowledge import default_source_dir
+from pipeline.session import Engines
 from tests.integration.conftest import LiveServer, instant_engines, settings_for
 from tests.integration.pg_scratch import scratch_database
 from tests.integration.test_twilio_stream import RawStream, frames_of
@@ -74,23 +76,33 @@ class Api:
         self.http.close()
 
 
-@pytest.fixture
-def make_api(tmp_path: Path) -> Iterator[Callable[..., Api]]:
+@contextlib.contextmanager
+def api_servers(directory: Path) -> Iterator[Callable[..., Api]]:
+    """``make(engines=None, **settings)`` starts the app under uvicorn (data dirs below
+    ``directory``) and returns a client for it; every server started is stopped on exit."""
     started: list[tuple[LiveServer, Api]] = []
 
-    def make(**overrides: object) -> Api:
-        settings = settings_for(tmp_path / f"api{len(started)}", **overrides)
-        app = create_app(settings, engines=instant_engines())
+    def make(engines: Engines | None = None, **overrides: Any) -> Api:
+        settings = settings_for(directory / f"api{len(started)}", **overrides)
+        app = create_app(settings, engines=engines or instant_engines())
         ensure_api(app)
         server = LiveServer(app).start()
         client = Api(server)
         started.append((server, client))
         return client
 
-    yield make
-    for server, client in started:
-        client.close()
-        server.stop()
+    try:
+        yield make
+    finally:
+        for server, client in started:
+            client.close()
+            server.stop()
+
+
+@pytest.fixture
+def make_api(tmp_path: Path) -> Iterator[Callable[..., Api]]:
+    with api_servers(tmp_path) as make:
+        yield make
 
 
 @pytest.fixture

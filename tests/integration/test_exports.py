@@ -18,13 +18,11 @@ import httpx
 import pytest
 
 from app import csv_export
-from app.main import create_app
 from app.storage import TurnRecord
-from tests.integration.conftest import LiveServer, instant_engines, settings_for
 from tests.integration.test_admin_api import (  # noqa: F401  (pg_database_url: a fixture)
     Api,
+    api_servers,
     book,
-    ensure_api,
     insert_call,
     pg_database_url,
 )
@@ -35,14 +33,8 @@ PHONE = "+18095550100"
 
 @pytest.fixture
 def pg_api(tmp_path: Path, pg_database_url: str) -> Iterator[Api]:  # noqa: F811
-    settings = settings_for(tmp_path / "ex", database_url=pg_database_url, export_max_rows=4)
-    app = create_app(settings, engines=instant_engines())
-    ensure_api(app)
-    server = LiveServer(app).start()
-    client = Api(server)
-    yield client
-    client.close()
-    server.stop()
+    with api_servers(tmp_path / "ex") as make:
+        yield make(database_url=pg_database_url, export_max_rows=4)
 
 
 def rows_of(r: httpx.Response) -> list[dict[str, str]]:

@@ -25,13 +25,12 @@ from typing import Any
 import httpx
 import pytest
 
-from app.main import create_app
 from app.storage import TurnRecord
-from tests.integration.conftest import LiveServer, instant_engines, settings_for
+from tests.integration.conftest import instant_engines
 from tests.integration.test_admin_api import (  # noqa: F401  (pg_database_url: a fixture)
     Api,
+    api_servers,
     book,
-    ensure_api,
     insert_call,
     pg_database_url,
 )
@@ -102,14 +101,8 @@ def seeded_turns() -> list[TurnRecord]:
 @pytest.fixture
 def pg_api(tmp_path: Path, pg_database_url: str) -> Iterator[Api]:  # noqa: F811
     """The app under uvicorn on a scratch PostgreSQL database; callers "say" ``SAID``."""
-    settings = settings_for(tmp_path / "pd", database_url=pg_database_url, live_stream_max_s=30.0)
-    app = create_app(settings, engines=instant_engines(SAID))
-    ensure_api(app)
-    server = LiveServer(app).start()
-    client = Api(server)
-    yield client
-    client.close()
-    server.stop()
+    with api_servers(tmp_path / "pd") as make:
+        yield make(instant_engines(SAID), database_url=pg_database_url, live_stream_max_s=30.0)
 
 
 @pytest.fixture
