@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from app.api.bookings_routes import BookingItem, query_bookings
 from app.api.deps import ApiRoute, ServicesDep, aware, office_tz
-from app.auth import AgentUser
+from app.auth import AgentUser, Principal
 from app.csv_export import csv_response
 from app.personal_data import Redactor
 from app.storage import CallSummary
@@ -80,6 +80,34 @@ def _item(c: CallSummary, redact: Redactor) -> dict[str, Any]:
     }
 
 
+def _filters(
+    services: ServicesDep,
+    principal: Principal,
+    since: datetime | None,
+    until: datetime | None,
+    outcome: str | None,
+    ingress: str | None,
+    phone: str | None,
+    q: str | None,
+) -> tuple[dict[str, Any], Redactor]:
+    """The repository's filters for the list and its CSV export (one rule, so the export is
+    always what the list shows), and the viewer's redactor; 422 for a search an agent may not
+    make (part of a number)."""
+    tz = office_tz(services)
+    filters: dict[str, Any] = {
+        "since": aware(since, tz),
+        "until": aware(until, tz),
+        "outcome": outcome or None,
+        "ingress": ingress or None,
+        "phone": phone or None,
+        "text": q or None,
+    }
+    redact = Redactor.for_principal(principal)
+    if refusal := redact.search_refusal(q, phone):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=refusal)
+    return filters, redact
+
+
 @router.get("", response_model=CallPage, summary="Llamadas, las más recientes primero")
 async def list_calls(
     services: ServicesDep,
@@ -103,18 +131,7 @@ async def list_calls(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> CallPage:
-    tz = office_tz(services)
-    filters: dict[str, Any] = {
-        "since": aware(since, tz),
-        "until": aware(until, tz),
-        "outcome": outcome or None,
-        "ingress": ingress or None,
-        "phone": phone or None,
-        "text": q or None,
-    }
-    redact = Redactor.for_principal(principal)
-    if refusal := redact.search_refusal(q, phone):
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=refusal)
+    filters, redact = _filters(services, principal, since, until, outcome, ingress, phone, q)
     await close_abandoned(services)
     calls = await services.calls.list_calls(limit=limit, offset=offset, **filters)
     total = await services.calls.count_calls(**filters)
@@ -179,17 +196,7 @@ async def export_calls(
 ) -> StreamingResponse:
     """The list's filters, every matching row (up to ``export_max_rows``), streamed."""
     tz = office_tz(services)
-    filters: dict[str, Any] = {
-        "since": aware(since, tz),
-        "until": aware(until, tz),
-        "outcome": outcome or None,
-        "ingress": ingress or None,
-        "phone": phone or None,
-        "text": q or None,
-    }
-    redact = Redactor.for_principal(principal)
-    if refusal := redact.search_refusal(q, phone):
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=refusal)
+    filters, redact = _filters(services, principal, since, until, outcome, ingress, phone, q)
     total = await services.calls.count_calls(**filters)
 
     async def page(offset: int, limit: int) -> list[tuple[Any, ...]]:
