@@ -253,8 +253,8 @@ class LoginRateLimiter:
             return 0.0
         now = self._clock()
         hits = self._recent(key, now)
-        if len(hits) >= self.limit:
-            return max(hits[0] + self.window_s - now, 0.001)
+        if waiting := self._retry_after(hits, now):
+            return waiting
         if len(self._hits) >= self._max_keys:
             self._prune(now)
         self._hits.setdefault(key, hits).append(now)
@@ -265,7 +265,11 @@ class LoginRateLimiter:
         if self.limit <= 0:
             return 0.0
         now = self._clock()
-        hits = self._recent(key, now)
+        return self._retry_after(self._recent(key, now), now)
+
+    def _retry_after(self, hits: deque[float], now: float) -> float:
+        """0 while ``hits`` (the key's recent attempts) are under the limit, else the seconds
+        until the oldest leaves the window (never 0, so callers can test it as a bool)."""
         if len(hits) >= self.limit:
             return max(hits[0] + self.window_s - now, 0.001)
         return 0.0
