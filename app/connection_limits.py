@@ -21,10 +21,12 @@ import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 DEFAULT_REPLAY_WINDOW_S = 3600.0
 MAX_REMEMBERED_CALLS = 100_000  # ~10 MB at worst; far above any office's calls per window
+
+T = TypeVar("T")
 
 
 def client_ip(conn: Any) -> str:
@@ -34,13 +36,19 @@ def client_ip(conn: Any) -> str:
     return client.host if client else "-"
 
 
+def _per_app(app: Any, name: str, create: Callable[[], T]) -> T:
+    """The app's one object kept as ``app.state.<name>``, made by ``create`` on first use (no
+    await in between, so two requests cannot both make it)."""
+    found: T | None = getattr(app.state, name, None)
+    if found is None:
+        found = create()
+        setattr(app.state, name, found)
+    return found
+
+
 def app_counter(app: Any, name: str) -> ConnectionCounter:
     """The app's counter called ``name`` (one per route), created on first use."""
-    counter: ConnectionCounter | None = getattr(app.state, name, None)
-    if counter is None:
-        counter = ConnectionCounter()
-        setattr(app.state, name, counter)
-    return counter
+    return _per_app(app, name, ConnectionCounter)
 
 
 class ConnectionCounter:
@@ -198,11 +206,7 @@ class CallSidRegistry:
 
 def call_registry(app: Any, window_s: float) -> CallSidRegistry:
     """The app's one :class:`CallSidRegistry`, created on first use."""
-    registry: CallSidRegistry | None = getattr(app.state, "twilio_call_sids", None)
-    if registry is None:
-        registry = CallSidRegistry(window_s)
-        app.state.twilio_call_sids = registry
-    return registry
+    return _per_app(app, "twilio_call_sids", lambda: CallSidRegistry(window_s))
 
 
 class ActiveCalls:
@@ -284,11 +288,7 @@ class ActiveCalls:
 
 def active_calls(app: Any) -> ActiveCalls:
     """The app's one :class:`ActiveCalls`, created on first use."""
-    registry: ActiveCalls | None = getattr(app.state, "active_calls", None)
-    if registry is None:
-        registry = ActiveCalls()
-        app.state.active_calls = registry
-    return registry
+    return _per_app(app, "active_calls", ActiveCalls)
 
 
 class FloodBans:
@@ -325,8 +325,4 @@ class FloodBans:
 
 def flood_bans(app: Any) -> FloodBans:
     """The app's one :class:`FloodBans`, created on first use."""
-    bans: FloodBans | None = getattr(app.state, "flood_bans", None)
-    if bans is None:
-        bans = FloodBans()
-        app.state.flood_bans = bans
-    return bans
+    return _per_app(app, "flood_bans", FloodBans)
