@@ -23,7 +23,9 @@ Inference runs in one shared worker thread (never on the event loop); when it is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -165,12 +167,14 @@ class SmartTurnRunner:
         pause_ms: int = 200,
         threshold: float = 0.5,
         max_pending: int = 4,
+        nice: int = 10,
     ) -> None:
         self.path = Path(path)
         self.mode = mode
         self.pause_ms = pause_ms
         self.threshold = threshold
         self.max_pending = max_pending
+        self.nice = nice
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="smart-turn")
         self._model: SmartTurnModel | None = None
         self._lock = threading.Lock()
@@ -178,6 +182,10 @@ class SmartTurnRunner:
         self._executor.submit(self._warm_up)  # load off the event loop, before the first pause
 
     def _warm_up(self) -> None:
+        # Shadow work must not take CPU from live calls: on Linux a thread has its own nice
+        # value, so the model's one thread yields to Whisper, the VAD and the event loop.
+        with contextlib.suppress(AttributeError, OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.nice)
         try:
             self._load()
         except Exception:
