@@ -77,8 +77,12 @@ async def voice_webhook(request: Request) -> Response:
         log.warning("voice webhook with control characters in From/To", extra={"call_id": call_sid})
         return Response("malformed From or To", status_code=400)
     registry = call_registry(request.app, services.settings.twilio_replay_window_s)
-    if not registry.first_webhook(call_sid):
-        # Twilio asks once per call: this is a replayed request. No new call token for it.
+    window = services.settings.twilio_replay_window_s
+    if not registry.first_webhook(call_sid) or not await services.shared.first(
+        "webhook", call_sid, window
+    ):
+        # Twilio asks once per call: this is a replayed request (to this process or, with
+        # Redis, to any process of the deployment). No new call token for it.
         log.warning("voice webhook replayed: refused", extra={"call_id": call_sid})
         return Response("call already answered", status_code=409)
     if services.drain.draining:  # shutting down: the caller hears the Spanish refusal
@@ -207,7 +211,14 @@ def _one_stream_per_call(
 
     async def make(start: Start, sink: TwilioMediaStream) -> SessionLike | None:
         slot.release()
+        window = services.settings.twilio_replay_window_s
         if not registry.claim_stream(start.call_sid):
+            log.warning(
+                "stream refused: call already has a stream", extra={"call_id": start.call_sid}
+            )
+            return None
+        if not await services.shared.first("stream", start.call_sid, window):
+            registry.unclaim_stream(start.call_sid)  # streamed on another process
             log.warning(
                 "stream refused: call already has a stream", extra={"call_id": start.call_sid}
             )
@@ -217,16 +228,19 @@ def _one_stream_per_call(
             calls, start.call_sid, services.settings.max_concurrent_calls
         ):
             registry.unclaim_stream(start.call_sid)
+            services.shared.forget("stream", start.call_sid)
             log.warning("stream refused: at capacity", extra={"call_id": start.call_sid})
             return None
         try:
             session = await inner(start, sink)
         except BaseException:
             registry.unclaim_stream(start.call_sid)
+            services.shared.forget("stream", start.call_sid)
             services.shared.cancel(calls, start.call_sid)
             raise
         if session is None:  # bad token: this stream never existed
             registry.unclaim_stream(start.call_sid)
+            services.shared.forget("stream", start.call_sid)
             services.shared.cancel(calls, start.call_sid)
             return None
         calls.started(start.call_sid, session)

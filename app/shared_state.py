@@ -210,7 +210,7 @@ class SharedState:
         )
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._releases: set[asyncio.Task[None]] = set()
+        self._releases: set[asyncio.Task[Any]] = set()
 
     @property
     def shared(self) -> bool:
@@ -219,6 +219,35 @@ class SharedState:
     @property
     def backend(self) -> str:
         return "redis" if self.client is not None else "memory"
+
+    # --- once per deployment: a CallSid's webhook answer and its one media stream --------
+
+    async def first(self, kind: str, key: str, window_s: float) -> bool:
+        """True the first time ``kind``/``key`` is seen by the deployment within ``window_s``
+        (``SET NX EX``). Without Redis, or when it cannot answer: True (the caller's own
+        per-process registry has already decided)."""
+        if self.client is None or window_s <= 0:
+            return True
+        try:
+            ok = await self.client.set(
+                f"{self.prefix}{kind}:{key}", b"1", nx=True, ex=max(int(window_s), 1)
+            )
+        except Exception as exc:
+            log.warning("shared %s registry unreachable (%s): this process decides", kind, exc)
+            return True
+        return bool(ok)
+
+    def forget(self, kind: str, key: str) -> None:
+        """Undo a ``first`` that returned True *here* (the stream was refused for a bad token:
+        it never existed, so the CallSid is not used up). Only call it after such a ``first``:
+        a key another process set must be left alone."""
+        if self.client is None:
+            return
+        task = asyncio.get_running_loop().create_task(
+            self.client.delete(f"{self.prefix}{kind}:{key}")
+        )
+        self._releases.add(task)
+        task.add_done_callback(self._releases.discard)
 
     # --- the cap, for the routes: this process's ActiveCalls, then the deployment's slot ----
     # Without Redis these run to completion without suspending (no await is reached), so the

@@ -137,3 +137,17 @@ async def test_without_redis_each_process_counts_its_own() -> None:
     t = CallTokens(b"k" * 32, replay=mem.replay)
     assert (await t.verify_shared(token, "CA1")).ok
     assert (await t.verify_shared(token, "CA1")).reason == "replayed"
+
+
+async def test_a_call_sid_is_answered_and_streamed_once_by_the_deployment(
+    processes: list[SharedState],
+) -> None:
+    a, b, c = processes
+    assert await a.first("webhook", "CA-1", 60)
+    assert not await b.first("webhook", "CA-1", 60)
+    assert await b.first("stream", "CA-1", 60)
+    assert not await c.first("stream", "CA-1", 60)
+    # A stream refused for a bad token gives the CallSid back (only where it was taken).
+    b.forget("stream", "CA-1")
+    await asyncio.sleep(0.1)
+    assert await c.first("stream", "CA-1", 60)
