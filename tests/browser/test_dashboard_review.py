@@ -8,7 +8,6 @@ README's pictures): ``scripts/docs_screenshots.sh`` regenerates them.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import time
@@ -16,10 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-
 from app.storage import TurnRecord
-from app.storage.models import Booking, Office, Service, Slot
 from pipeline.brain import phrases
 from pipeline.instant_engines import EnergyVad, FixedSTT, ToneTTS
 from pipeline.session import Engines
@@ -27,8 +23,8 @@ from tests.browser.a11y import axe_violations, overflow_offenders, scroll_width
 from tests.browser.conftest import ROOT, BackgroundLoop, Browser, add_user
 from tests.browser.test_admin_dashboard import open_dashboard
 from tests.integration.conftest import LiveServer
-from tests.integration.test_call_recording import paced
-from tests.integration.test_twilio_stream import RawStream, frames_of
+from tests.integration.staff_fixtures import past_booking
+from tests.integration.test_call_recording import recorded_call
 
 expect: Any
 try:
@@ -70,25 +66,6 @@ def app_engines() -> Engines:
         tts=ToneTTS(ms_per_char=5),
         brain=None,
     )
-
-
-async def recorded_call(server: LiveServer) -> str:
-    call = RawStream(server)
-    token = await call.webhook()
-    await call.connect()
-    await call.start(token)
-    await asyncio.gather(call.collect(1.5), paced(call, frames_of(False, 1500)))
-    await asyncio.gather(
-        call.collect(2.5), paced(call, frames_of(True, 600) + frames_of(False, 1900))
-    )
-    await call.stop()
-    await asyncio.wait_for(call.ws.wait_closed(), 5)
-    for _ in range(200):
-        got = await asyncio.to_thread(server.stored_call, call.call_sid)
-        if got is not None and "recording" in got.meta:
-            return call.call_sid
-        await asyncio.sleep(0.05)
-    raise AssertionError("the recording was never linked to the call")
 
 
 def test_call_review_plays_the_recording_in_sync_with_the_transcript(
@@ -185,31 +162,6 @@ def test_call_review_plays_the_recording_in_sync_with_the_transcript(
 # --- calendar ---------------------------------------------------------------------------------
 
 
-def _past_booking(server: LiveServer, code: str, name: str) -> None:
-    async def go() -> None:
-        async with server.services.db.session(write=True) as s:
-            office = await s.scalar(select(Office).where(Office.code == "SDC"))
-            service = await s.scalar(select(Service).where(Service.code == "cedula"))
-            assert office is not None and service is not None
-            at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30, seconds=7)
-            slot = Slot(office_id=office.id, starts_at=at, capacity=1, booked=1)
-            s.add(slot)
-            await s.flush()
-            s.add(
-                Booking(
-                    code=code,
-                    slot_id=slot.id,
-                    service_id=service.id,
-                    office_id=office.id,
-                    citizen_name=name,
-                    cedula="40200000099",
-                    status="confirmed",
-                )
-            )
-
-    server.run(go())
-
-
 def _book(server: LiveServer, name: str, cedula: str) -> Any:
     async def go() -> Any:
         svc = server.services.booking_service
@@ -226,7 +178,7 @@ def test_calendar_shows_capacity_and_staff_act_on_bookings(
     add_user(server, AGENT, "agent")
     ana = _book(server, "Ana Pérez", "00112345678")
     _book(server, "Luis Gómez", "00112345679")
-    _past_booking(server, "TA-PAST9", "Pedro Martínez")
+    past_booking(server, "TA-PAST9", name="Pedro Martínez", ago=timedelta(minutes=30), capacity=1)
     day = ana.starts_at.date().isoformat()
 
     page = browser.page(server, **DESKTOP)
@@ -384,7 +336,7 @@ def test_review_calendar_and_quality_at_375_without_sideways_scroll_or_axe_viola
     add_user(server, AGENT, "agent")
     sid = bg.run(recorded_call(server))
     _seed_quality(server)
-    _past_booking(server, "TA-PAST7", "Pedro Martínez")
+    past_booking(server, "TA-PAST7", name="Pedro Martínez", ago=timedelta(minutes=30), capacity=1)
     page = browser.page(server, **PHONE)
     open_dashboard(page, AGENT)
 

@@ -8,13 +8,17 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
+from app.storage.models import Booking, Office, Service, Slot
 from pipeline.session import Engines
+from tests.integration.conftest import LiveServer
 from tests.integration.pg_scratch import scratch_database
 from tests.integration.test_admin_api import TEST_DATABASE_URL, Api, api_servers
 
@@ -43,6 +47,37 @@ def staff_api(tmp_path: Path, database_url: str | None) -> Iterator[Callable[...
             return start(engines, **overrides)
 
         yield make
+
+
+def past_booking(
+    server: LiveServer, code: str, *, name: str, ago: timedelta, capacity: int
+) -> None:
+    """A confirmed cédula booking at Santo Domingo Centro ``ago`` before now (staff mark
+    attendance after it), in a slot of its own: written directly, since the booking rules
+    (rightly) refuse to book the past."""
+
+    async def go() -> None:
+        async with server.services.db.session(write=True) as s:
+            office = await s.scalar(select(Office).where(Office.code == "SDC"))
+            service = await s.scalar(select(Service).where(Service.code == "cedula"))
+            assert office is not None and service is not None
+            at = datetime.now(UTC).replace(microsecond=0) - ago - timedelta(seconds=7)
+            slot = Slot(office_id=office.id, starts_at=at, capacity=capacity, booked=1)
+            s.add(slot)
+            await s.flush()
+            s.add(
+                Booking(
+                    code=code,
+                    slot_id=slot.id,
+                    service_id=service.id,
+                    office_id=office.id,
+                    citizen_name=name,
+                    cedula="40200000099",
+                    status="confirmed",
+                )
+            )
+
+    server.run(go())
 
 
 class WebhookReceiver:

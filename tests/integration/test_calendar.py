@@ -6,17 +6,15 @@ to the external booking system (a local receiver) when the webhook is configured
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
-
 from app.booking import verify_signature
-from app.storage.models import Booking, Office, Service, Slot
 from app.users import list_audit
 from tests.integration.staff_fixtures import (  # noqa: F401  (fixtures)
     WebhookReceiver,
     database_url,
+    past_booking,
     staff_api,
     webhook,
 )
@@ -34,34 +32,6 @@ def _book(client: Api, *, office: str = "SDC", skip: int = 0, cedula: str = CEDU
         return await svc.book(free[skip].id, "cedula", "Ana María Peña", cedula, "8095550100")
 
     return client.server.run(go())
-
-
-def _past_booking(client: Api, code: str, hours_ago: float = 2.0) -> None:
-    """An appointment earlier today (staff mark attendance after it): written directly, since
-    the booking rules (rightly) refuse to book the past."""
-
-    async def go() -> None:
-        async with client.services.db.session(write=True) as s:
-            office = await s.scalar(select(Office).where(Office.code == "SDC"))
-            service = await s.scalar(select(Service).where(Service.code == "cedula"))
-            assert office is not None and service is not None
-            at = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=hours_ago, seconds=7)
-            slot = Slot(office_id=office.id, starts_at=at, capacity=2, booked=1)
-            s.add(slot)
-            await s.flush()
-            s.add(
-                Booking(
-                    code=code,
-                    slot_id=slot.id,
-                    service_id=service.id,
-                    office_id=office.id,
-                    citizen_name="Pedro Past",
-                    cedula="40200000099",
-                    status="confirmed",
-                )
-            )
-
-    client.server.run(go())
 
 
 def _slot_of(cal: dict[str, Any], code: str) -> dict[str, Any]:
@@ -155,7 +125,7 @@ def test_staff_actions_write_the_audit_log_and_notify_the_external_system(
     assert again.status_code == 409 and "ya no está activa" in again.json()["detail"]
 
     # A past appointment today: marked attended, then corrected to no-show; never cancelled.
-    _past_booking(client, "TA-PAST1")
+    past_booking(client.server, "TA-PAST1", name="Pedro Past", ago=timedelta(hours=2), capacity=2)
     refused = client.http.post("/api/bookings/TA-PAST1/cancel", headers=agent)
     assert refused.status_code == 409 and "ya pasó" in refused.json()["detail"]
     came = client.http.post(

@@ -27,11 +27,45 @@ from app.recordings import (
 from pipeline.brain.offline import OfflineBrain
 from pipeline.instant_engines import EnergyVad, FixedSTT, ToneTTS
 from pipeline.session import Engines
+from tests.integration.conftest import LiveServer
 from tests.integration.test_twilio_stream import RawStream, frames_of
 
 
 async def paced(call: RawStream, frames: list[str]) -> None:
     await call.media(frames)  # RawStream.media sends at real time (inbound audio is paced)
+
+
+async def one_question_call(server: LiveServer) -> RawStream:
+    """A whole Twilio call: 1.5 s of line silence (the greeting plays), the caller speaks for
+    0.6 s, 1.9 s of silence (the answer plays), hang-up. A phone line carries media all the
+    time, silence included, in real time."""
+    call = RawStream(server)
+    token = await call.webhook()
+    await call.connect()
+    await call.start(token)
+    await asyncio.gather(call.collect(1.5), paced(call, frames_of(False, 1500)))
+    await asyncio.gather(
+        call.collect(2.5), paced(call, frames_of(True, 600) + frames_of(False, 1900))
+    )
+    await call.stop()
+    await asyncio.wait_for(call.ws.wait_closed(), 5)
+    return call
+
+
+async def recorded_call(server: LiveServer) -> str:
+    """:func:`one_question_call` on a server that records calls; its call SID once the
+    recording is linked to the stored call (the link is written after the call ends)."""
+    call = await one_question_call(server)
+
+    def linked() -> bool:
+        got = server.stored_call(call.call_sid)
+        return got is not None and "recording" in got.meta
+
+    for _ in range(200):
+        if await asyncio.to_thread(linked):
+            return call.call_sid
+        await asyncio.sleep(0.05)
+    raise AssertionError("the recording was never linked to the call")
 
 
 async def test_recorded_call_hears_the_notice_and_is_saved(
@@ -53,17 +87,7 @@ async def test_recorded_call_hears_the_notice_and_is_saved(
     server = live_server_factory(engines=engines)
     recordings.on_saved = call_meta_writer(server.services.calls, server.services.recorder)
 
-    call = RawStream(server)
-    token = await call.webhook()
-    await call.connect()
-    await call.start(token)
-    # A phone line carries media all the time, silence included, in real time.
-    await asyncio.gather(call.collect(1.5), paced(call, frames_of(False, 1500)))
-    await asyncio.gather(
-        call.collect(2.5), paced(call, frames_of(True, 600) + frames_of(False, 1900))
-    )
-    await call.stop()
-    await asyncio.wait_for(call.ws.wait_closed(), 5)
+    call = await one_question_call(server)
 
     stored = await asyncio.to_thread(server.stored_call, call.call_sid)
     assert stored is not None

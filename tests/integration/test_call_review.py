@@ -21,8 +21,7 @@ from pipeline.instant_engines import EnergyVad, FixedSTT, ToneTTS
 from pipeline.session import Engines
 from tests.integration.staff_fixtures import database_url, staff_api  # noqa: F401
 from tests.integration.test_admin_api import Api
-from tests.integration.test_call_recording import paced
-from tests.integration.test_twilio_stream import RawStream, frames_of
+from tests.integration.test_call_recording import recorded_call
 
 
 def _engines() -> Engines:
@@ -34,37 +33,12 @@ def _engines() -> Engines:
     )
 
 
-async def _recorded_call(client: Api) -> str:
-    call = RawStream(client.server)
-    token = await call.webhook()
-    await call.connect()
-    await call.start(token)
-    # 1.5 s of line silence (the greeting plays), then the caller speaks for 0.6 s.
-    await asyncio.gather(call.collect(1.5), paced(call, frames_of(False, 1500)))
-    await asyncio.gather(
-        call.collect(2.5), paced(call, frames_of(True, 600) + frames_of(False, 1900))
-    )
-    await call.stop()
-    await asyncio.wait_for(call.ws.wait_closed(), 5)
-    server = client.server
-
-    def linked() -> bool:
-        got = server.stored_call(call.call_sid)
-        return got is not None and "recording" in got.meta
-
-    for _ in range(200):
-        if await asyncio.to_thread(linked):
-            return call.call_sid
-        await asyncio.sleep(0.05)
-    raise AssertionError("the recording was never linked to the call")
-
-
 async def test_review_lines_turns_up_with_the_recording(
     staff_api: Callable[..., Api],  # noqa: F811
 ) -> None:
     client = await asyncio.to_thread(staff_api, _engines(), record_calls=True, slow_turn_ms=1.0)
     agent = await asyncio.to_thread(client.token, "agente@example.org", "agent")
-    sid = await _recorded_call(client)
+    sid = await recorded_call(client.server)
 
     r = await asyncio.to_thread(client.get, f"/api/calls/{sid}/review", agent)
     assert r.status_code == 200, r.text
