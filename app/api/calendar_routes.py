@@ -10,6 +10,8 @@ the booking list.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 
@@ -200,8 +202,13 @@ async def _out(services: Services, info: BookingInfo, attendance: Any = ...) -> 
     )
 
 
-def _refused(exc: ActionRefused) -> HTTPException:
-    return HTTPException(exc.status, detail=exc.message)
+@contextmanager
+def _refusal_as_http() -> Iterator[None]:
+    """A booking rule's refusal (Spanish message, its status) becomes the HTTP answer."""
+    try:
+        yield
+    except ActionRefused as exc:
+        raise HTTPException(exc.status, detail=exc.message) from None
 
 
 _ACTION_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -217,10 +224,8 @@ _ACTION_RESPONSES: dict[int | str, dict[str, Any]] = {
     responses=_ACTION_RESPONSES,
 )
 async def cancel_booking(code: str, services: ServicesDep, principal: AgentUser) -> ActionOut:
-    try:
+    with _refusal_as_http():
         info = await cancel(services.booking_service, code, _actor(principal))
-    except ActionRefused as exc:
-        raise _refused(exc) from None
     return await _out(services, info)
 
 
@@ -233,10 +238,8 @@ async def cancel_booking(code: str, services: ServicesDep, principal: AgentUser)
 async def reschedule_booking(
     code: str, body: RescheduleIn, services: ServicesDep, principal: AgentUser
 ) -> ActionOut:
-    try:
+    with _refusal_as_http():
         info = await reschedule(services.booking_service, code, body.slot_id, _actor(principal))
-    except ActionRefused as exc:
-        raise _refused(exc) from None
     return await _out(services, info)
 
 
@@ -249,12 +252,10 @@ async def reschedule_booking(
 async def booking_attendance(
     code: str, body: AttendanceIn, services: ServicesDep, principal: AgentUser
 ) -> ActionOut:
-    try:
+    with _refusal_as_http():
         info, value = await mark_attendance(
             services.booking_service, code, body.attendance, _actor(principal)
         )
-    except ActionRefused as exc:
-        raise _refused(exc) from None
     return await _out(services, info, value)
 
 
