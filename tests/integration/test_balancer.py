@@ -6,8 +6,9 @@ Postgres database and a Redis key prefix of their own, behind HAProxy running th
 ``deploy/haproxy.cfg``. Calls are placed with the caller simulator (telephony/simulator.py)
 through the balancer, exactly as Twilio would, and asserted:
 
-* a stream token replayed to each process is refused by every one of them (the replay cache
-  is in Redis; without it the two processes that never saw the token would accept it);
+* a stream token (and the signed webhook) replayed to each process is refused by every one of
+  them (the replay cache and the CallSid's one webhook / one stream are in Redis; without it
+  the two processes that never saw the call would accept it);
 * the concurrent-call cap (3) holds for the deployment: with three calls on the line spread over
   the processes, a fourth is declined by every process, and accepted again once they end;
 * every dashboard sees every call: a live stream (``GET /api/live``) on each process receives
@@ -299,6 +300,13 @@ async def test_a_replayed_stream_token_is_refused_by_every_process(deployment: D
     await first.start(token)
     assert "media" in events(await first.collect(1.5))  # the real stream: greeted
     try:
+        async with httpx.AsyncClient() as client:  # the signed webhook replayed: no new token
+            for app in deployment.apps:
+                r = await client.post(
+                    f"{app.url}/twilio/voice",
+                    data={"CallSid": first.call_sid, "From": "+18095550100"},
+                )
+                assert r.status_code == 409, (app.name, r.status_code, r.text)
         for app in deployment.apps:
             replay = RawStream(Target(app.url, app.port), sid=first.call_sid)  # type: ignore[arg-type]
             replay.stream_sid = stream_sid()
