@@ -8,7 +8,9 @@ agents like every transcript (``app.personal_data``).
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from datetime import datetime, time, timedelta
 from types import SimpleNamespace
 from typing import Annotated, Any
@@ -139,6 +141,22 @@ async def report(
             )
         ).all()
 
+    # Judging every turn of up to a year is CPU work: in a worker thread, so live calls on
+    # this event loop are not held up while the report is built.
+    return await asyncio.to_thread(
+        _summarise, days, since, rows, calls_in_window, tag_rows, Redactor.for_principal(principal)
+    )
+
+
+def _summarise(
+    days: int,
+    since: datetime,
+    rows: Sequence[Any],
+    calls_in_window: dict[int, tuple[str, datetime]],
+    tag_rows: Sequence[Any],
+    redact: Redactor,
+) -> QualityReport:
+    """The report from the rows read (plain Python, no I/O: runs in a worker thread)."""
     by_call: dict[str, tuple[datetime, list[Any]]] = {}
     for call_id, seq, speaker, text, dtmf, unheard, empty in rows:
         known = calls_in_window.get(call_id)
@@ -155,7 +173,6 @@ async def report(
         )
         by_call.setdefault(known[0], (known[1], []))[1].append(turn)
 
-    redact = Redactor.for_principal(principal)
     spellings: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
     calls: dict[tuple[str, str], dict[str, datetime]] = defaultdict(dict)
     caller_turns = misunderstood = unanswered = 0

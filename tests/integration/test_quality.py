@@ -6,9 +6,14 @@ real knowledge base.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import pytest
+
+from app.api import quality_routes
 from app.storage import TurnRecord
 from pipeline.brain import phrases
 from pipeline.brain.tools import SEARCH_KNOWLEDGE
@@ -208,3 +213,30 @@ def test_trials_run_a_few_at_a_time(staff_api: Callable[..., Api]) -> None:  # n
     assert busy.headers["Retry-After"] == "2"
     done = next(r for r in answers if r.status_code == 200).json()
     assert done["answer"] == "Respuesta lenta." and done["brain"] == "lenta"
+
+
+def test_report_is_judged_off_the_event_loop(
+    staff_api: Callable[..., Api],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Judging a year of turns is CPU work: it must not run on the loop that serves live calls
+    (before the fix every turn was classified inside the request's coroutine)."""
+    judged_on_loop: list[bool] = []
+    real_classify = quality_routes.classify
+
+    def spy(caller: Any, reply: Any) -> Any:
+        try:
+            asyncio.get_running_loop()
+            judged_on_loop.append(True)
+        except RuntimeError:  # a worker thread has no running loop
+            judged_on_loop.append(False)
+        return real_classify(caller, reply)
+
+    monkeypatch.setattr(quality_routes, "classify", spy)
+    client = staff_api()
+    agent = client.token("agente@example.org", "agent")
+    _seed(client)
+    r = client.get("/api/quality/report", agent, days=7)
+    assert r.status_code == 200, r.text
+    assert r.json()["caller_turns"] == 7  # the same report as before
+    assert judged_on_loop and not any(judged_on_loop)
