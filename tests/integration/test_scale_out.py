@@ -9,6 +9,9 @@ stream on A must show B's call turn by turn, stamped with B's pid, and both call
 the shared database.
 
 Set ``TEST_DATABASE_URL`` to run (and ``TEST_REDIS_URL`` to repeat it over Redis pub/sub).
+Three real ``taina serve`` processes behind HAProxy, with the replay cache and the call cap
+shared through Redis and a SIGTERM drain, are in ``test_balancer.py`` (which reuses this
+module's live-stream reader and database helpers).
 """
 
 from __future__ import annotations
@@ -180,6 +183,8 @@ def start_server(name: str, tmp: Path, db_url: str, backend: str) -> ServerProce
     if backend == "redis":
         assert TEST_REDIS_URL
         env["REDIS_URL"] = TEST_REDIS_URL
+        # Replay cache and call cap in Redis too (app/shared_state.py), under this run's prefix.
+        env["TAINA_REDIS_PREFIX"] = f"taina-scale-{db_url.rsplit('/', 1)[-1]}:"
     else:
         env.pop("REDIS_URL", None)
     log = data / "server.log"
