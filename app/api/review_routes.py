@@ -27,6 +27,8 @@ router = APIRouter(prefix="/calls", tags=["calls"], route_class=ApiRoute)
 
 MAX_TAGS_PER_CALL = 20
 MAX_NOTE_CHARS = 4000
+# Every note is read with the review; without a bound one account could make it unreadable.
+MAX_NOTES_PER_CALL = 200
 
 
 class PassageOut(BaseModel):
@@ -251,7 +253,10 @@ async def remove_tag(
     response_model=NoteOut,
     status_code=status.HTTP_201_CREATED,
     summary="Añadir una nota a una llamada (agentes y administradores)",
-    responses={404: {"description": "Llamada desconocida"}},
+    responses={
+        404: {"description": "Llamada desconocida"},
+        409: {"description": "La llamada ya tiene el máximo de notas"},
+    },
 )
 async def add_note(
     call_sid: str, body: NoteIn, services: ServicesDep, principal: AgentUser
@@ -261,6 +266,12 @@ async def add_note(
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="La nota está vacía.")
     call_id = await _call_id(services, call_sid)
     async with services.db.session(write=True) as s:
+        count = await s.scalar(select(func.count(CallNote.id)).where(CallNote.call_id == call_id))
+        if (count or 0) >= MAX_NOTES_PER_CALL:
+            raise HTTPException(
+                status.HTTP_409_CONFLICT,
+                detail=f"Una llamada puede tener como máximo {MAX_NOTES_PER_CALL} notas.",
+            )
         note = CallNote(call_id=call_id, author=principal.email, text=text)
         s.add(note)
         await s.flush()

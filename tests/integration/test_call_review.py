@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
+from app.api import review_routes
 from app.storage import TurnRecord
 from app.users import list_audit
 from pipeline.instant_engines import EnergyVad, FixedSTT, ToneTTS
@@ -203,3 +204,25 @@ def test_tags_and_notes_roles_and_audit(staff_api: Callable[..., Api]) -> None: 
         ("call.note_deleted", "agente@example.org", "CA-tag"),
     ]:
         assert expected in actions, actions
+
+
+def test_notes_per_call_are_bounded(
+    staff_api: Callable[..., Api],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every note is read with the review: one account must not be able to add them without
+    end (before the fix there was no bound)."""
+    monkeypatch.setattr(review_routes, "MAX_NOTES_PER_CALL", 2)
+    client = staff_api()
+    agent = client.token("agente@example.org", "agent")
+    client.server.run(
+        client.services.calls.start_call("CA-notes", "twilio", started_at=datetime.now(UTC))
+    )
+    url = "/api/calls/CA-notes/notes"
+    for text in ("primera", "segunda"):
+        assert client.http.post(url, json={"text": text}, headers=agent).status_code == 201
+    refused = client.http.post(url, json={"text": "tercera"}, headers=agent)
+    assert refused.status_code == 409
+    assert refused.json()["detail"] == "Una llamada puede tener como máximo 2 notas."
+    notes = client.get("/api/calls/CA-notes/review", agent).json()["notes"]
+    assert [n["text"] for n in notes] == ["primera", "segunda"]
