@@ -379,9 +379,11 @@ async def test_sigterm_drains_one_process_while_new_calls_go_to_the_others(
     others = [a for a in deployment.apps if a is not holder]
     await asyncio.sleep(1.0)  # the greeting is playing
     holder.proc.send_signal(signal.SIGTERM)
+    t_signal = time.monotonic()
     await asyncio.to_thread(
         wait_status, deployment.stats, {holder.name: "DOWN"} | {a.name: "UP" for a in others}
     )
+    t_down = time.monotonic()
     before = await asyncio.to_thread(server_rows, deployment.stats)
     async with httpx.AsyncClient(timeout=3) as client:
         assert (await client.get(f"{holder.url}/readyz")).status_code == 503
@@ -394,8 +396,16 @@ async def test_sigterm_drains_one_process_while_new_calls_go_to_the_others(
     assert gained >= 4  # two calls: a webhook and a media stream each
 
     result = await long_call  # the drained process's call goes on to its natural end
+    t_call_end = time.monotonic()
     assert answered(result) and len(result.turns) == 4, result.error
     assert not result.hung_up_by_server
     code = await asyncio.to_thread(holder.proc.wait, 30)
+    print(  # the figures docs/PERFORMANCE.md quotes (pytest -s)
+        f"drain figures: SIGTERM -> HAProxy DOWN {t_down - t_signal:.2f} s; "
+        f"call in progress went on {t_call_end - t_signal:.1f} s after SIGTERM "
+        f"(4 turns, latencies {[round(x) for x in result.latencies_ms]} ms); "
+        f"new calls' dial->greeting {[round(r.dial_to_greeting_ms or 0) for r in fresh]} ms; "
+        f"process exit {time.monotonic() - t_call_end:.1f} s after its last call"
+    )
     assert code == 0, holder.tail()
     assert "drain complete" in holder.log.read_text(errors="replace")
