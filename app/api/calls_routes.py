@@ -197,6 +197,7 @@ async def export_calls(
     """The list's filters, every matching row (up to ``export_max_rows``), streamed."""
     tz = office_tz(services)
     filters, redact = _filters(services, principal, since, until, outcome, ingress, phone, q)
+    await close_abandoned(services)  # as the list does: a crashed call is not "in progress"
     total = await services.calls.count_calls(**filters)
 
     async def page(offset: int, limit: int) -> list[tuple[Any, ...]]:

@@ -673,3 +673,17 @@ def test_openapi_documents_every_endpoint(api_client: Api) -> None:
     assert "multipart/form-data" in upload
     docs = api_client.http.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+def test_export_ends_a_crashed_call_as_the_list_does(make_api: Callable[..., Api]) -> None:
+    """A call whose process died stays open in the database; the list records it as lost
+    before showing it, and so must the CSV export when it is the first to read (before the
+    fix the export showed it still in progress)."""
+    client = make_api(max_call_seconds=60.0)
+    admin = client.token("admin@example.org", "admin")
+    started = datetime.now(UTC) - timedelta(hours=1)
+    client.server.run(client.services.calls.start_call("CA-crashed", "twilio", started_at=started))
+    r = client.http.get("/api/calls/export.csv", headers=admin)
+    assert r.status_code == 200, r.text
+    row = next(line for line in r.text.splitlines() if line.startswith("CA-crashed"))
+    assert "server-lost" in row
