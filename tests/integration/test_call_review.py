@@ -174,6 +174,7 @@ def test_tags_and_notes_roles_and_audit(staff_api: Callable[..., Api]) -> None: 
         headers=agent,
     )
     assert note.status_code == 201 and note.json()["author"] == "agente@example.org"
+    assert "1234567" not in note.json()["text"]  # masked for an agent, as the review shows it
     note_id = note.json()["id"]
     assert http.post("/api/calls/CA-tag/notes", json={"text": ""}, headers=agent).status_code == 422
 
