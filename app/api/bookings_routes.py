@@ -10,9 +10,8 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from sqlalchemy import Select, func, select
 
-from app.api.deps import ApiRoute, ServicesDep, office_tz
+from app.api.deps import ApiRoute, ServicesDep, office_csv, office_tz
 from app.auth import AgentUser, Principal
-from app.csv_export import csv_response
 from app.personal_data import Redactor, mask_number
 from app.services import Services
 from app.storage.models import Booking, Office, Service, Slot
@@ -218,13 +217,4 @@ async def export_bookings(
             for b in items
         ]
 
-    tz = office_tz(services)
-    today = datetime.now(tz).date().isoformat()
-    return csv_response(
-        f"citas-{today}.csv",
-        EXPORT_HEADER,
-        page,
-        total=total,
-        max_rows=services.settings.export_max_rows,
-        tz=tz,
-    )
+    return office_csv(services, "citas", EXPORT_HEADER, page, total=total)

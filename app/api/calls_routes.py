@@ -12,9 +12,8 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from app.api.bookings_routes import BookingItem, query_bookings
-from app.api.deps import ApiRoute, ServicesDep, aware, office_tz
+from app.api.deps import ApiRoute, ServicesDep, aware, office_csv, office_tz
 from app.auth import AgentUser, Principal
-from app.csv_export import csv_response
 from app.personal_data import Redactor
 from app.storage import CallSummary
 
@@ -195,7 +194,6 @@ async def export_calls(
     q: Annotated[str | None, Query(max_length=200)] = None,
 ) -> StreamingResponse:
     """The list's filters, every matching row (up to ``export_max_rows``), streamed."""
-    tz = office_tz(services)
     filters, redact = _filters(services, principal, since, until, outcome, ingress, phone, q)
     await close_abandoned(services)  # as the list does: a crashed call is not "in progress"
     total = await services.calls.count_calls(**filters)
@@ -218,15 +216,7 @@ async def export_calls(
             for c in calls
         ]
 
-    today = datetime.now(tz).date().isoformat()
-    return csv_response(
-        f"llamadas-{today}.csv",
-        EXPORT_HEADER,
-        page,
-        total=total,
-        max_rows=services.settings.export_max_rows,
-        tz=tz,
-    )
+    return office_csv(services, "llamadas", EXPORT_HEADER, page, total=total)
 
 
 @router.get(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime, tzinfo
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -11,10 +11,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from fastapi import Depends, HTTPException, Request, Response, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.csv_export import Page, csv_response
 from app.services import Services
 from app.storage import OFFICE_TZ
 
@@ -32,6 +33,23 @@ def office_tz(services: Services) -> tzinfo:
         return ZoneInfo(services.settings.timezone)
     except (ZoneInfoNotFoundError, ValueError):
         return OFFICE_TZ
+
+
+def office_csv(
+    services: Services, stem: str, header: Sequence[str], page: Page, *, total: int
+) -> StreamingResponse:
+    """A streamed CSV export named ``<stem>-<today>.csv`` (the office's today), its times in
+    office time, cut at ``export_max_rows``: one rule for every list's export."""
+    tz = office_tz(services)
+    today = datetime.now(tz).date().isoformat()
+    return csv_response(
+        f"{stem}-{today}.csv",
+        header,
+        page,
+        total=total,
+        max_rows=services.settings.export_max_rows,
+        tz=tz,
+    )
 
 
 def aware(value: datetime | None, tz: tzinfo) -> datetime | None:
