@@ -33,6 +33,7 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -162,6 +163,34 @@ def _closed(stats: FloodStats, exc: ConnectionClosed, t0: float) -> None:
     stats.first_close_s.append(time.monotonic() - t0)
 
 
+async def _flood_answering(
+    ws: Any,
+    messages: list[bytes | str],
+    stop: asyncio.Event,
+    stats: FloodStats,
+    per_message_s: float,
+) -> None:
+    """Flood ``ws`` while reading (and dropping) what the server sends back."""
+    drain = asyncio.create_task(_discard(ws))
+    try:
+        await _flood_socket(ws, messages, stop, stats, per_message_s)
+    finally:
+        drain.cancel()
+
+
+@contextlib.asynccontextmanager
+async def _one_attempt(stats: FloodStats, t0: float) -> AsyncIterator[None]:
+    """One attacking connection: a close is counted by its code, a refusal counted and
+    followed by a short pause before the next try (both transports alike)."""
+    try:
+        yield
+    except ConnectionClosed as exc:
+        _closed(stats, exc, t0)
+    except (InvalidStatus, OSError, TimeoutError, WebSocketException):
+        stats.refused += 1
+        await asyncio.sleep(0.2)
+
+
 async def web_attacker(
     base: str,
     index: int,
@@ -176,7 +205,7 @@ async def web_attacker(
     while not stop.is_set():
         t0 = time.monotonic()
         attempt += 1
-        try:
+        async with _one_attempt(stats, t0):
             async with connect(
                 _ws_url(base, "/web/stream"),
                 local_addr=(attacker_ip(index, "web", attempt), 0),
@@ -189,16 +218,7 @@ async def web_attacker(
             ) as ws:
                 stats.connections += 1
                 await ws.send(json.dumps({"type": "start", "session": f"flood-{index}"}))
-                drain = asyncio.create_task(_discard(ws))
-                try:
-                    await _flood_socket(ws, list(frames), stop, stats, per_message)
-                finally:
-                    drain.cancel()
-        except ConnectionClosed as exc:
-            _closed(stats, exc, t0)
-        except (InvalidStatus, OSError, TimeoutError, WebSocketException):
-            stats.refused += 1
-            await asyncio.sleep(0.2)
+                await _flood_answering(ws, list(frames), stop, stats, per_message)
         if not reconnect:
             return
 
@@ -241,7 +261,7 @@ async def twilio_attacker(
                 )
                 for f in _frames(ulaw, TWILIO_FRAME_BYTES)
             ]
-            try:
+            async with _one_attempt(stats, t0):
                 async with connect(
                     target,
                     local_addr=(ip, 0),
@@ -274,16 +294,7 @@ async def twilio_attacker(
                             }
                         )
                     )
-                    drain = asyncio.create_task(_discard(ws))
-                    try:
-                        await _flood_socket(ws, messages, stop, stats, TWILIO_FRAME_BYTES / 8000)
-                    finally:
-                        drain.cancel()
-            except ConnectionClosed as exc:
-                _closed(stats, exc, t0)
-            except (InvalidStatus, OSError, TimeoutError, WebSocketException):
-                stats.refused += 1
-                await asyncio.sleep(0.2)
+                    await _flood_answering(ws, messages, stop, stats, TWILIO_FRAME_BYTES / 8000)
             if not reconnect:
                 return
 
