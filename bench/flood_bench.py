@@ -178,6 +178,21 @@ async def _flood_answering(
         drain.cancel()
 
 
+def _attacker_socket(url: str, ip: str) -> Any:
+    """A WebSocket from the attacker's own loopback address: no compression, no pings, no
+    size cap, no proxy (what a crude flooding client does)."""
+    return connect(
+        url,
+        local_addr=(ip, 0),
+        compression=None,
+        ping_interval=None,
+        max_size=None,
+        open_timeout=10,
+        close_timeout=1,
+        proxy=None,
+    )
+
+
 @contextlib.asynccontextmanager
 async def _one_attempt(stats: FloodStats, t0: float) -> AsyncIterator[None]:
     """One attacking connection: a close is counted by its code, a refusal counted and
@@ -206,15 +221,8 @@ async def web_attacker(
         t0 = time.monotonic()
         attempt += 1
         async with _one_attempt(stats, t0):
-            async with connect(
-                _ws_url(base, "/web/stream"),
-                local_addr=(attacker_ip(index, "web", attempt), 0),
-                compression=None,
-                ping_interval=None,
-                max_size=None,
-                open_timeout=10,
-                close_timeout=1,
-                proxy=None,
+            async with _attacker_socket(
+                _ws_url(base, "/web/stream"), attacker_ip(index, "web", attempt)
             ) as ws:
                 stats.connections += 1
                 await ws.send(json.dumps({"type": "start", "session": f"flood-{index}"}))
@@ -262,16 +270,7 @@ async def twilio_attacker(
                 for f in _frames(ulaw, TWILIO_FRAME_BYTES)
             ]
             async with _one_attempt(stats, t0):
-                async with connect(
-                    target,
-                    local_addr=(ip, 0),
-                    compression=None,
-                    ping_interval=None,
-                    max_size=None,
-                    open_timeout=10,
-                    close_timeout=1,
-                    proxy=None,
-                ) as ws:
+                async with _attacker_socket(target, ip) as ws:
                     stats.connections += 1
                     await ws.send(json.dumps({"event": "connected", "protocol": "Call"}))
                     await ws.send(
