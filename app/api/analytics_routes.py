@@ -7,13 +7,15 @@ time zone and question grouping are done in Python on already-narrowed columns.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 import statistics
 import unicodedata
 from collections import Counter, defaultdict
-from datetime import date, datetime, time, timedelta
-from typing import Annotated
+from collections.abc import Sequence
+from datetime import date, datetime, time, timedelta, tzinfo
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
@@ -168,6 +170,33 @@ async def analytics(
         latencies = [float(v) for v in (await s.scalars(latency_q)).all() if v is not None]
         first_texts = list((await s.scalars(questions_q)).all())
         unclear = (await s.execute(unclear_q)).all()
+    # Folding, grouping and masking every call's first words (up to a year of calls) is CPU
+    # work: in a worker thread, so live calls on this event loop are not held up.
+    return await asyncio.to_thread(
+        _summarise,
+        days,
+        since,
+        tz,
+        calls,
+        latencies,
+        first_texts,
+        unclear,
+        Redactor.for_principal(principal),
+    )
+
+
+def _summarise(
+    days: int,
+    since: datetime,
+    tz: tzinfo,
+    calls: Sequence[Any],
+    latencies: list[float],
+    first_texts: list[str],
+    unclear: Sequence[Any],
+    redact: Redactor,
+) -> Analytics:
+    """The figures from the rows read (plain Python, no I/O: runs in a worker thread)."""
+    first_day = since.date()
     unclear_calls = {
         call_id for call_id, text in unclear if any(m in _fold(text) for m in NOT_UNDERSTOOD_MARKS)
     }
@@ -192,7 +221,5 @@ async def analytics(
         not_understood_rate=round(len(unclear_calls) / total, 4) if total else 0.0,
         not_understood_calls=len(unclear_calls),
         # What callers said first may be a cédula or phone number: masked for agents.
-        top_questions=top_questions(
-            [Redactor.for_principal(principal).text(t) or "" for t in first_texts]
-        ),
+        top_questions=top_questions([redact.text(t) or "" for t in first_texts]),
     )

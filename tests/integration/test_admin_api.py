@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from websockets.exceptions import ConnectionClosed
 
 from app import api
+from app.api import analytics_routes
 from app.api.deps import office_tz
 from app.auth import Principal, issue_token
 from app.knowledge_files import knowledge_source_dir
@@ -687,3 +688,24 @@ def test_export_ends_a_crashed_call_as_the_list_does(make_api: Callable[..., Api
     assert r.status_code == 200, r.text
     row = next(line for line in r.text.splitlines() if line.startswith("CA-crashed"))
     assert "server-lost" in row
+
+
+def test_analytics_are_computed_off_the_event_loop(
+    make_api: Callable[..., Api], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Grouping and masking up to a year of calls' first words is CPU work: it must not run on
+    the loop that serves live calls (before the fix it ran in the request's coroutine)."""
+    on_loop: list[bool] = []
+    real_key = analytics_routes.question_key
+
+    def spy(text: str) -> str:
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:  # a worker thread has no running loop
+            on_loop.append(False)
+        return real_key(text)
+
+    monkeypatch.setattr(analytics_routes, "question_key", spy)
+    scenario_analytics(make_api())  # every figure as before
+    assert on_loop and not any(on_loop)
