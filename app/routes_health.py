@@ -26,6 +26,10 @@ async def healthz(request: Request) -> dict[str, object]:
         "draining": services.drain.draining,
         # Counted where calls live (the sessions on the line), the same count the call cap uses.
         "active_calls": active_calls(request.app).active,
+        # "redis": replay cache and call cap shared by the deployment (app/shared_state.py);
+        # deployment_calls is every process's calls at this process's last renewal.
+        "shared_state": services.shared.backend,
+        "deployment_calls": services.shared.fleet.fleet_size if services.shared.fleet else None,
         "engines": {
             "stt": getattr(engines.stt, "name", type(engines.stt).__name__),
             "tts": getattr(engines.tts, "name", type(engines.tts).__name__),

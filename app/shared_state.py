@@ -177,7 +177,8 @@ class FleetCalls:
         """The Twilio webhook: keep a slot for ``ttl_s`` for the stream, wherever it lands."""
         ok = await self.admit(call_id, limit, ttl_s)
         if ok:
-            self._held.discard(call_id)
+            self._held.discard(call_id)  # it lapses on its own unless a stream adopts it
+            self._created.discard(call_id)
             self._promises.add(call_id)
             loop = asyncio.get_running_loop()
             loop.call_later(ttl_s, self._promises.discard, call_id)

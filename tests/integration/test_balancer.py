@@ -334,6 +334,16 @@ async def test_the_call_cap_holds_across_processes(deployment: Deployment) -> No
             await asyncio.sleep(0.1)
         spread = await counts(deployment.apps)
         assert sum(1 for n in spread if n > 0) >= 2, f"calls not spread over processes: {spread}"
+        # Each process reports the deployment's count, not only its own (renewed every 1 s).
+        async with httpx.AsyncClient(timeout=3) as client:
+            for app in deployment.apps:
+                for _ in range(40):
+                    health = (await client.get(f"{app.url}/healthz")).json()
+                    if health["deployment_calls"] == CAP:
+                        break
+                    await asyncio.sleep(0.1)
+                assert health["shared_state"] == "redis", health
+                assert health["deployment_calls"] == CAP, (app.name, health)
         # A fourth call is declined by every process, whichever the balancer would pick.
         async with httpx.AsyncClient() as client:
             for app in deployment.apps:
