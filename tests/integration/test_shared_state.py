@@ -151,3 +151,24 @@ async def test_a_call_sid_is_answered_and_streamed_once_by_the_deployment(
     b.forget("stream", "CA-1")
     await asyncio.sleep(0.1)
     assert await c.first("stream", "CA-1", 60)
+
+
+async def test_an_unreachable_redis_never_refuses_a_caller() -> None:
+    """Redis down: tokens are checked in this process's memory, the cap admits, a CallSid's
+    first webhook and stream are this process's to decide (with a warning each)."""
+    import redis.asyncio as aioredis
+
+    dead = SharedState(
+        aioredis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5), "x:", 3.0
+    )
+    try:
+        calls = ActiveCalls()
+        assert await dead.reserve(calls, "web-1", 1)
+        assert await dead.promise(calls, "CA-2", 1, ttl_s=5)
+        assert await dead.first("webhook", "CA-2", 60)
+        tokens = CallTokens(b"k" * 32, replay=dead.replay)
+        token = tokens.mint("CA-2")
+        assert (await tokens.verify_shared(token, "CA-2")).ok
+        assert (await tokens.verify_shared(token, "CA-2")).reason == "replayed"  # in memory
+    finally:
+        await dead.aclose()
