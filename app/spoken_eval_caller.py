@@ -54,7 +54,8 @@ _ASKS: list[tuple[str, re.Pattern[str]]] = [
                                r"horarios? disponibles?")),
     ("service", re.compile(r"tramite|servicio|para que (es|seria|necesita|desea)|"
                            r"que (documento|necesita hacer)|que tipo de cita")),
-    ("cedula", re.compile(r"cedula")),
+    # A person knows "número de célula" on this call means the cédula; the ear does not.
+    ("cedula", re.compile(r"cedula|sedula|(numero de|su) (celula|fedula)")),
     ("phone", re.compile(r"telefono|contactar|llamarl|numero (de contacto|desde|celular)|"
                          r"desde el que (nos )?llama|termina en|(mismo|ese) numero|"
                          r"le llamamos")),
@@ -70,8 +71,9 @@ _ASKS: list[tuple[str, re.Pattern[str]]] = [
                         r"manana o (de |en |por )?la tarde")),
     ("offer_ok", re.compile(r"le sirve|le conviene|le queda bien|le funciona")),
     ("book_offer", re.compile(r"desea (que le )?(reserv|hacer|agend|sacar)|"
-                              r"quiere (reserv|hacer|agend)|le reservo|le hago (una|la) cita")),
-    ("more", re.compile(r"algo mas|otra cosa|en que mas|desea saber|otra pregunta|"
+                              r"quiere (reserv|hacer|agend)|le reservo|le hago (una|la) cita|"
+                              r"le haga (una|la) cita")),
+    ("more", re.compile(r"algo mas|otra cosa|en que mas|desea saber|quiere saber|otra pregunta|"
                         r"le puedo ayudar|puedo ayudarle|en que le (puedo )?(ayudar|servir)")),
 ]  # fmt: skip
 SLOT_ASKS = ("service", "office", "date", "time", "datetime", "name", "surname", "cedula", "phone")

@@ -45,24 +45,24 @@ BAD_KEY = "No reconocí esa tecla."
 
 # --- booking ----------------------------------------------------------------------------------
 BOOKING_START = "Con gusto le ayudo con la cita."
-ASK_NAME = "¿A nombre de quién hago la cita? Dígame el nombre completo."
+ASK_NAME = "¿A nombre de quién hago la cita? Necesito el nombre completo."
 ASK_SURNAME = "¿Y su apellido?"
-ASK_CEDULA = "¿Cuál es el número de cédula? Puede decirlo o marcarlo en el teclado."
+ASK_CEDULA = "¿Me dice su número de cédula? Puede decirlo o marcarlo en el teclado."
 ASK_PHONE = "¿A qué número de teléfono le podemos contactar?"
 PHONE_TEN_DIGITS = (
     "El número debe tener diez dígitos, con el código de área. ¿Me lo repite, por favor?"
 )
-ASK_DAY = "¿Para qué día?"
+ASK_DAY = "¿Para qué día sería?"
 ASK_WHEN = "¿Para qué día y a qué hora le gustaría?"
 ASK_WHEN_MOVE = "¿Para qué día y a qué hora la quiere cambiar?"
 ASK_OTHER_DAY = "¿Qué otro día le conviene?"
 ASK_OTHER_DAY_AND_TIME = "¿Para qué otro día y hora la quiere?"
-ASK_HOUR = "¿A qué hora le conviene?"
+ASK_HOUR = "¿A cuál hora le conviene?"
 ASK_SANTO_DOMINGO = "¿En Santo Domingo Centro o en Santo Domingo Este?"
 NO_SLOTS = "No encontré horarios disponibles. ¿Quiere probar con otro día?"
-WHICH_ONE = "¿Cuál prefiere?"
-DOES_IT_SUIT = "¿Le sirve?"
-ASK_WHAT_TO_CHANGE = "¿Qué desea cambiar: el día y la hora, la oficina, el nombre o la cédula?"
+WHICH_ONE = "¿Cuál le conviene?"
+DOES_IT_SUIT = "¿Le conviene?"
+ASK_WHAT_TO_CHANGE = "¿Qué desea cambiar: el día y la hora, la oficina, el nombre, o su cédula?"
 IS_IT_RIGHT = "¿Está correcto?"
 IS_IT_RIGHT_NOW = "¿Ahora sí está correcto?"
 ARRIVE_EARLY = "Llegue unos diez minutos antes, con su cédula."
@@ -97,7 +97,7 @@ NO_APPOINTMENTS = "No encontré citas activas."
 STILL_ON = "De acuerdo, su cita sigue en pie."
 
 # --- questions --------------------------------------------------------------------------------
-OFFER_BOOKING = "¿Desea que le reserve una cita?"
+OFFER_BOOKING = "¿Quiere que le haga una cita?"
 BACK_TO_BOOKING = "Volviendo a su cita:"
 
 # --- handing over and ending ------------------------------------------------------------------
@@ -112,28 +112,28 @@ TRANSFERRING_LOST = (
 # --- recovering from a miss: a shorter question, then choices, then another way -------------
 # The question asked again after a miss, shorter than the first time (never verbatim).
 SHORT_QUESTIONS = {
-    "service": "¿Qué trámite va a hacer?",
+    "service": "¿Qué trámite necesita?",
     "office": "¿En qué oficina la quiere?",
     "when": "¿Qué día le conviene?",
-    "name": "¿Me dice su nombre y apellido?",
-    "cedula": "¿Me dice su número de cédula?",
+    "name": "¿Cuál es su nombre completo?",
+    "cedula": "¿Cuál es su número de cédula?",
     "lookup_cedula": "¿Me dice su número de cédula?",
     "phone": "¿A qué número le podemos llamar?",
-    "phone_confirm": "¿Le llamamos al teléfono desde el que llama? Diga sí o no.",
+    "phone_confirm": "¿Le llamamos al teléfono desde el que llama? Responda sí o no.",
     "code_or_cedula": "¿Me dice el código de la cita o su cédula?",
-    "change_what": "¿Qué desea cambiar: el día, la oficina, el nombre o la cédula?",
-    "confirm_booking": "¿Hago la reserva? Diga sí o no.",
-    "confirm_reschedule": "¿Hago el cambio? Diga sí o no.",
-    "confirm_cancel": "¿Cancelo la cita? Diga sí o no.",
-    "confirm_target": "¿Es esa la cita? Diga sí o no.",
-    "slot_single": "¿Le sirve ese horario? Diga sí o no.",
+    "change_what": "¿Qué desea cambiar: el día, la oficina, el nombre, o su cédula?",
+    "confirm_booking": "¿Hago la reserva? Responda sí o no.",
+    "confirm_reschedule": "¿Hago el cambio? Responda sí o no.",
+    "confirm_cancel": "¿Cancelo la cita? Responda sí o no.",
+    "confirm_target": "¿Es esa la cita? Responda sí o no.",
+    "slot_single": "¿Le conviene esa hora? Responda sí o no.",
     "slot_choice": "¿Cuál de esos horarios prefiere?",
     "pick_booking": "¿Cuál de las citas? Diga la primera o la segunda.",
-    "anything_else": "¿Necesita algo más? Diga sí o no.",
-    "offer_booking": "¿Le reservo una cita? Diga sí o no.",
-    "offer_transfer": "¿Le paso con un agente? Diga sí o no.",
+    "anything_else": "¿Necesita algo más? Responda sí o no.",
+    "offer_booking": "¿Le hago la cita? Responda sí o no.",
+    "offer_transfer": "¿Le paso con un agente? Responda sí o no.",
 }
-NOT_HEARD = "Disculpe, no le escuché."
+NOT_HEARD = "Disculpe, no le pude oír."
 NOT_CAUGHT = "Disculpe, no le entendí bien."
 PRESS_YES_NO = "Marque 1 para sí, o 2 para no."
 GO_ON_DIGITS = "Le escucho. Dígame los números, por favor."
@@ -155,7 +155,7 @@ CALL_BACK = "Puede llamarnos de nuevo en horario de oficina."
 KEEP_HELPING = "Si quiere, seguimos por aquí."
 SHORT_CAPABILITIES = "Puedo darle información o hacerle una cita."
 NICE_TO_MEET = "Mucho gusto."
-WANT_MORE_INFO = "¿Desea saber algo más?"
+WANT_MORE_INFO = "¿Quiere saber algo más?"
 TAKING_FIRST_SLOT = "Le aparto el primer horario; si no le conviene, lo cambiamos al final."
 
 

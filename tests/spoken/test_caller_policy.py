@@ -29,6 +29,14 @@ MONDAY = dt.date(2026, 12, 7)
         ("Su código es A B 1. ¿Le puedo ayudar en algo más?", "more"),
         ("Disculpe, no le entendí. ¿Me lo repite?", "repeat"),
         ("Gracias por llamar. ¡Que tenga un buen día!", "bye"),
+        # As a person understands them, also when the ear bent a word.
+        ("Me dice su número de célula, puede decirlo o marcarlo en el teclado.", "cedula"),
+        ("¿Y su apellido?", "surname"),
+        ("¿Qué desea cambiar: el día, la oficina, el nombre, o su cédula?", "change_what"),
+        ("Sí, le estoy haciendo la cita. ¿Cuál de esos horarios prefiere?", "choose_time"),
+        ("¿Le llamamos a ese mismo número? Responda sí o no.", "phone"),
+        ("El pasaporte cuesta 3500 pesos. ¿Quiere que le haga una cita?", "book_offer"),
+        ("Abren a las ocho. ¿Quiere saber algo más?", "more"),
     ],
 )
 def test_the_citizen_recognises_what_was_asked(heard: str, kind: str) -> None:

@@ -20,6 +20,7 @@ import pytest
 from app.booking import CATALOG, BookingService, ensure_catalog
 from app.storage import BookingRepository, Database
 from knowledge import KnowledgeBase
+from pipeline.brain import phrases
 from pipeline.brain.base import (
     BrainOutput,
     CallContext,
@@ -258,7 +259,7 @@ async def test_questions_are_answered_from_the_knowledge_base_and_cited(
     assert "3500 pesos" in text and "RD$" not in text
     assert tools_called(outputs) == ["search_knowledge"]
     assert ctx.state[STATE_KEY].sources[-1].startswith("pasaporte.md")
-    assert text.endswith("¿Desea que le reserve una cita?")
+    assert text.endswith(phrases.OFFER_BOOKING)
     text, _ = await say(brain, ctx, "sí")
     assert "oficina" in text and "Santiago" in text and "La Romana" not in text
     text, _ = await say(brain, ctx, "¿me pueden arreglar la nevera?")

@@ -837,7 +837,7 @@ async def test_read_back_day_said_again_is_answered_not_turned_into_a_menu(
     read_back = await call.say("sí")
     assert "lunes 23" in read_back
     said = await call.say("No, le dije mañana.")
-    assert "domingo" in said and "a las ocho" in said and said.endswith("¿Cuál prefiere?")
+    assert "domingo" in said and "a las ocho" in said and said.endswith(phrases.WHICH_ONE)
     assert call.awaiting == "slot_choice"
 
 
@@ -861,7 +861,7 @@ async def test_given_name_after_a_missed_name_is_taken_without_a_third_question(
     "¿Y su apellido?" came as the third question about the name; the caller hung up."""
     call = await start(office, can_transfer=False)
     await call.say("quiero una cita de cédula en Santiago el lunes a las ocho")
-    assert "¿Me dice su nombre y apellido?" in await call.say("Al hombre se ha ramatribes.")
+    assert phrases.SHORT_QUESTIONS["name"] in await call.say("Al hombre se ha ramatribes.")
     reply = await call.say("Martiles, martiles,")
     assert phrases.ASK_SURNAME not in reply and call.awaiting == "cedula"
     await call.say("cero cero uno nueve ocho siete seis cinco cuatro tres dos")
