@@ -74,6 +74,12 @@ _HOUR_WORDS = {
     "siente": "siete",
 }
 _HOUR_SLIP = re.compile(r"\b(a las |a la |las )(" + "|".join(_HOUR_WORDS) + r")\b")
+# "el jueves a las viernes": the hour bent into a weekday by the line (and the recogniser's
+# office vocabulary); the day was the first one said, the hour is lost.
+_WEEKDAY_AS_HOUR = re.compile(
+    r"\b(?P<day>lunes|martes|miercoles|jueves|viernes|sabado|domingo)\b(?P<mid>[^.;]{0,12}?)"
+    r"\ba las? (?:lunes|martes|miercoles|jueves|viernes|sabado|domingo)\b"
+)
 # "el viernes a once": "las" lost on the line.
 _BARE_HOUR = re.compile(r"\ba (una|dos|tres|cuatro|cinco|seis|siete|ocho|nueve|diez|once|doce)\b")
 _WEEKDAY_INDEX = {normalize(name): i for i, name in enumerate(WEEKDAY_NAMES)}
@@ -277,6 +283,7 @@ class Kit:
         text = _PLACE_NAMES.sub(" ", normalize(raw))
         text = _GLUED_ARTICLE.sub(lambda m: "a " + m.group(1), text)
         text = _HOUR_SLIP.sub(lambda m: m.group(1) + _HOUR_WORDS[m.group(2)], text)
+        text = _WEEKDAY_AS_HOUR.sub(lambda m: m.group("day") + m.group("mid"), text)
         text = _BARE_HOUR.sub(
             lambda m: ("a la " if m.group(1) == "una" else "a las ") + m.group(1), text
         )

@@ -868,3 +868,13 @@ async def test_given_name_after_a_missed_name_is_taken_without_a_third_question(
     assert "A nombre de Martiles" in await call.say("sí")
     fixed = await call.say("No, el nombre es Ana Martínez.")
     assert "A nombre de Ana Martínez" in fixed and call.awaiting == "confirm_booking"
+
+
+async def test_an_hour_the_line_bent_into_a_weekday_does_not_move_the_day(
+    office: tuple[OfficeTools, BookingRepository],
+) -> None:
+    """Heard in a spoken call: "el jueves a las nueve" reached the server as "el jueves a
+    las viernes" and the appointment went to Friday."""
+    call = await start(office, can_transfer=False)
+    reply = await call.say("quiero una cita de cédula en Santiago el jueves a las viernes")
+    assert "jueves 26 de noviembre" in reply and "viernes" not in reply
