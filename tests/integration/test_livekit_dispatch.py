@@ -13,6 +13,9 @@ the rooms are spread over the workers; when one worker dies (its tasks cancelled
 goodbye), its rooms are claimed and joined by the others once the lease lapses, still once
 each; when the callers leave, each room is deleted and its claim and announcement are gone.
 
+The second test runs the three workers as separate OS processes (this module run as
+``python -m tests.integration.test_livekit_dispatch``) and kills one with SIGKILL.
+
 Set ``TEST_REDIS_URL`` to run.
 """
 
@@ -22,8 +25,13 @@ import asyncio
 import base64
 import hashlib
 import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from collections import Counter
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -45,6 +53,7 @@ TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
 API_KEY = "APIdespacho"
 API_SECRET = "un-secreto-de-despacho-bastante-largo-123"
 LEASE_S = 1.5
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.skipif(
     not TEST_REDIS_URL, reason="TEST_REDIS_URL is not set: LiveKit dispatch test skipped"
@@ -84,10 +93,13 @@ class Worker:
         self.dispatch = dispatch
         self.stop = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
+        self.on_join: Any = None  # async callback(room), the OS-process workers report joins
 
     async def connect(self, name: str) -> FakeRoom:
         room = FakeRoom(name)
         self.joined.append(name)
+        if self.on_join is not None:
+            await self.on_join(name)
         self.rooms[name] = room
         room.join(VISITOR)
         return room
@@ -219,3 +231,161 @@ async def test_three_workers_serve_each_room_once_and_take_over_a_dead_ones_room
             await client.delete(*keys)
         await client.aclose()
         await fake.stop()
+
+
+# --- three worker processes, one killed with SIGKILL ------------------------------------------
+
+
+def _settings(twirp_url: str, prefix: str) -> Any:
+    from app.settings import Settings
+
+    return Settings(
+        livekit_url=twirp_url,
+        livekit_api_key=API_KEY,
+        livekit_api_secret=API_SECRET,
+        redis_url=TEST_REDIS_URL,
+        redis_prefix=prefix,
+        livekit_claim_lease_s=LEASE_S,
+        pipeline_sample_rate=PIPE_RATE,
+        livekit_sample_rate=OUT_RATE,
+    )
+
+
+def worker_process(name: str, twirp_url: str, prefix: str) -> None:
+    """Child entry: one worker; reports each join to ``{prefix}test:joins``; its callers leave
+    when ``{prefix}test:leave`` exists."""
+    import redis.asyncio as aioredis
+
+    async def main() -> None:
+        client = aioredis.from_url(str(TEST_REDIS_URL))
+        worker = Worker(
+            name, _settings(twirp_url, prefix), RoomDispatch(client, prefix, lease_s=LEASE_S)
+        )
+
+        async def report(room: str) -> None:
+            await client.rpush(f"{prefix}test:joins", f"{name} {room}")
+
+        worker.on_join = report
+        worker.start()
+        await client.set(f"{prefix}test:ready:{name}", b"1")
+        left: set[str] = set()
+        while True:
+            if await client.exists(f"{prefix}test:leave"):
+                for room_name, room in list(worker.rooms.items()):
+                    if room_name not in left:
+                        left.add(room_name)
+                        room.leave(VISITOR.identity)
+            await asyncio.sleep(0.1)
+
+    asyncio.run(main())
+
+
+def spawn_worker(name: str, twirp_url: str, prefix: str, log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.integration.test_livekit_dispatch", name, twirp_url, prefix],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+async def test_a_worker_process_killed_with_sigkill_has_its_rooms_taken_over(
+    live_server_factory: Any, tmp_path: Path
+) -> None:
+    import redis.asyncio as aioredis
+    from livekit import api
+
+    prefix = f"taina-lkp-{uuid.uuid4().hex[:10]}:"
+    fake = FakeLiveKitTwirp(api_key=API_KEY, api_secret=API_SECRET)
+    await fake.start()
+    server = live_server_factory(
+        engines=instant_engines(),
+        live_backend="memory",
+        livekit_url=fake.url,
+        livekit_api_key=API_KEY,
+        livekit_api_secret=API_SECRET,
+        redis_url=TEST_REDIS_URL,
+        redis_prefix=prefix,
+    )
+    client = aioredis.from_url(str(TEST_REDIS_URL))
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    rooms = [f"call-+1809555010{i}_p{i}" for i in range(6)]
+    try:
+        for i in range(3):
+            name = f"proc-{i}"
+            procs[name] = spawn_worker(name, fake.url, prefix, tmp_path / f"{name}.log")
+        deadline = time.monotonic() + 60
+        for name, proc in procs.items():
+            while not await client.exists(f"{prefix}test:ready:{name}"):
+                assert proc.poll() is None, (tmp_path / f"{name}.log").read_text()
+                assert time.monotonic() < deadline, f"{name} did not start"
+                await asyncio.sleep(0.1)
+
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            for name in rooms:
+                fake.rooms[name] = api.Room(name=name)
+                body, auth = signed_webhook("room_started", name)
+                r = await http.post(
+                    "/livekit/webhook", content=body, headers={"Authorization": auth}
+                )
+                assert r.status_code == 204, r.text
+
+        async def joins() -> list[tuple[str, str]]:
+            raw = await client.lrange(f"{prefix}test:joins", 0, -1)
+            return [tuple(x.decode().split(" ", 1)) for x in raw]  # type: ignore[misc]
+
+        async def wait_for(cond: Any, timeout: float) -> list[tuple[str, str]]:
+            end = time.monotonic() + timeout
+            while True:
+                got = await joins()
+                if cond(got):
+                    return got
+                assert time.monotonic() < end, got
+                await asyncio.sleep(0.1)
+
+        first = await wait_for(lambda j: {r for _, r in j} == set(rooms), 15)
+        await asyncio.sleep(LEASE_S * 1.5)
+        first = await joins()
+        assert Counter(r for _, r in first) == Counter(rooms), first  # once each
+        per_worker = Counter(w for w, _ in first)
+        assert len(per_worker) >= 2, per_worker
+
+        victim = per_worker.most_common(1)[0][0]
+        orphans = {r for w, r in first if w == victim}
+        procs[victim].send_signal(signal.SIGKILL)
+        procs[victim].wait(10)
+        n = len(first)
+        after = await wait_for(
+            lambda j: {r for w, r in j[n:] if w != victim} >= orphans, LEASE_S * 4 + 10
+        )
+        await asyncio.sleep(LEASE_S * 1.5)  # more sweeps: nobody joins twice
+        after = await joins()
+        taken = [(w, r) for w, r in after[n:]]
+        assert sorted(r for _, r in taken) == sorted(orphans), taken  # each orphan once
+        assert victim not in {w for w, _ in taken}
+        for r in orphans:
+            assert (await RoomDispatch(client, prefix).holder(r)) in set(procs) - {victim}
+
+        await client.set(f"{prefix}test:leave", b"1")  # the callers hang up
+        deadline = time.monotonic() + 15
+        while any(r in fake.rooms for r in rooms) or await client.hlen(f"{prefix}lk:wanted"):
+            assert time.monotonic() < deadline, (
+                sorted(fake.rooms),
+                await client.hkeys(f"{prefix}lk:wanted"),
+            )
+            await asyncio.sleep(0.1)
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+        keys = [k async for k in client.scan_iter(f"{prefix}*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+        await fake.stop()
+
+
+if __name__ == "__main__":
+    worker_process(*sys.argv[1:4])
