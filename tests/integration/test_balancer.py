@@ -40,16 +40,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy.engine import make_url
 
 from telephony.simulator import EXIT_OK, CallOptions, CallResult, Step, run_call
-from tests.integration.test_scale_out import (
-    SUPABASE_SECRET,
-    SUPABASE_URL,
-    LiveReader,
-    _admin_exec,
-    admin_token,
-)
+from tests.integration.pg_scratch import scratch_database
+from tests.integration.test_scale_out import SUPABASE_SECRET, SUPABASE_URL, LiveReader, admin_token
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
@@ -192,19 +186,19 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     assert TEST_DATABASE_URL and HAPROXY
-    tag = uuid.uuid4().hex[:10]
-    name = f"taina_lb_{tag}"
-    prefix = f"taina-lb-{tag}:"
-    db_url = make_url(TEST_DATABASE_URL).set(database=name).render_as_string(hide_password=False)
+    prefix = f"taina-lb-{uuid.uuid4().hex[:10]}:"
     tmp = tmp_path_factory.mktemp("balancer")
-    asyncio.run(_admin_exec(f'CREATE DATABASE "{name}"'))
+    with scratch_database("taina_lb") as db_url:
+        yield from _deploy(tmp, db_url, prefix)
+
+
+def _deploy(tmp: Path, db_url: str, prefix: str) -> Iterator[Deployment]:
     apps: list[App] = []
     haproxy: subprocess.Popen[bytes] | None = None
     try:
-        apps.append(start_app("app1", tmp, db_url, prefix))  # migrates the fresh database
-        wait_ready(apps[0])
-        apps += [start_app(n, tmp, db_url, prefix) for n in ("app2", "app3")]
-        for a in apps[1:]:
+        # All three at once on the empty database: migrations take an advisory lock.
+        apps += [start_app(n, tmp, db_url, prefix) for n in ("app1", "app2", "app3")]
+        for a in apps:
             wait_ready(a)
         lb_port, stats_port = free_port(), free_port()
         env = {
@@ -235,7 +229,6 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             stop(haproxy)
         for a in apps:
             stop(a.proc)
-        asyncio.run(_admin_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         asyncio.run(_drop_keys(prefix))
 
 
