@@ -82,7 +82,8 @@ class QuestionsHandler:
         hit = hits[0]
         if prefer:
             hit = next((h for h in hits if h["heading"].endswith(prefer)), hit)
-        if query == t.raw and not self._relevant(t, hits, hit):
+        # The caller's own words must find an answer (a follow-up only adds the topic).
+        if query.startswith(t.raw) and not self._relevant(t, hits, hit):
             return False
         services = kit.catalog.find_services(t.norm)
         service = services[0] if services else None
@@ -185,11 +186,17 @@ class QuestionsHandler:
             if topic == "hours_saturday":
                 return "¿Qué oficinas abren los sábados?", None
             return "¿A qué hora abren y cierran las oficinas?", None
+        follow = catalog.service(t.st.topic_service) if t.st.topic_service else None
+        if follow is not None and not services and not offices and not topic:
+            # "¿Y cuándo me la entregan?" right after a question about actas: about actas.
+            return f"{t.raw} {follow.spoken}", None
         return t.raw, None
 
     def after_answer(self, t: Turn, service: str | None) -> None:
         """Back to the booking under way, or offer one for the service asked about."""
         st = t.st
+        if service:
+            st.topic_service = service
         if st.task and st.resume_prompt:
             t.say(f"{phrases.BACK_TO_BOOKING} {t.pending_question()}")
             return

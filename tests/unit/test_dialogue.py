@@ -419,3 +419,18 @@ async def test_any_sequence_of_utterances_gets_an_answer(
             assert spoken or ended, (text, dtmf, ctx.state[STATE_KEY].awaiting)
             if ended:
                 break
+
+
+async def test_a_follow_up_question_keeps_the_service_asked_about(
+    office: tuple[OfficeTools, BookingRepository],
+) -> None:
+    """Heard in a spoken call: "¿Cuándo me la entregan?" right after a question about an acta
+    de nacimiento got "¿cédula, licencia o pasaporte?"; and "un asa de nacimiento" (the line's
+    "acta") was not recognised."""
+    tools, _ = office
+    brain = OfflineBrain(tools, clock=clock)
+    ctx = CallContext(call_id="CA-follow")
+    text, _ = await say(brain, ctx, "Necesito un asa venacimiento.")
+    assert "acta" in text.lower()
+    text, _ = await say(brain, ctx, "¿Cuándo me la entregan?")
+    assert "mismo día" in text and "pasaporte" not in text
