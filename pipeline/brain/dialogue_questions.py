@@ -83,7 +83,8 @@ class QuestionsHandler:
         if prefer:
             hit = next((h for h in hits if h["heading"].endswith(prefer)), hit)
         # The caller's own words must find an answer (a follow-up only adds the topic).
-        if query.startswith(t.raw) and not self._relevant(t, hits, hit):
+        follow_up = query != t.raw
+        if query.startswith(t.raw) and not self._relevant(t, hits, hit, follow_up):
             return False
         services = kit.catalog.find_services(t.norm)
         service = services[0] if services else None
@@ -208,7 +209,9 @@ class QuestionsHandler:
         st.awaiting = "anything_else"
         t.ask(phrases.WANT_MORE_INFO, resume=False)
 
-    def _relevant(self, t: Turn, hits: list[dict[str, Any]], hit: dict[str, Any]) -> bool:
+    def _relevant(
+        self, t: Turn, hits: list[dict[str, Any]], hit: dict[str, Any], follow_up: bool = False
+    ) -> bool:
         """Is the best passage an answer, or only a lexical accident? BM25 finds something for
         "quiero pagar la luz" ("pagar" is in the documents). A question is out of scope when
         half or more of its meaningful words appear in none of the passages found and it names
@@ -223,7 +226,8 @@ class QuestionsHandler:
             found |= set(self._analyzer.tokenize(h["heading"] + " " + h["text"]))
         unmatched = terms - found
         anchored = bool(
-            terms & self._anchor_terms
+            follow_up  # about the service of the last answer: the passage must still match
+            or terms & self._anchor_terms
             or self.kit.catalog.find_services(t.norm)
             or self.kit.catalog.find_offices(t.norm)
         )
