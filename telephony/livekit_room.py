@@ -12,6 +12,7 @@ real ``rtc.Room`` adapter lives in ``telephony.livekit_agent``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -31,6 +32,7 @@ from telephony.audio_codec import StreamResampler
 log = logging.getLogger("taina.livekit")
 
 FRAME_MS = 20
+CANCEL_SHUTDOWN_S = 5.0  # a cancelled call's session close and room leave, at most
 DATA_TOPIC = "taina"
 INGRESS_WEB = "livekit"
 INGRESS_SIP = "livekit-sip"
@@ -196,7 +198,23 @@ class LiveKitCallTransport:
         *,
         wait_caller_s: float = 60.0,
     ) -> str:
-        """Wait for the caller, talk until someone hangs up; returns the end reason."""
+        """Wait for the caller, talk until someone hangs up; returns the end reason.
+
+        Cancelled (the worker stops, or lost its claim on the room): the session is closed
+        and the room left before the cancellation goes on, so no reader, writer or session
+        outlives the call's task."""
+        try:
+            return await self._run(make_session, wait_caller_s)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._shutdown("server-shutdown"), CANCEL_SHUTDOWN_S)
+            raise
+
+    async def _run(
+        self,
+        make_session: Callable[[Caller, LiveKitCallTransport], Awaitable[CallSession]],
+        wait_caller_s: float,
+    ) -> str:
         for p in self.room.remote_participants():
             self.on_participant_joined(p)
         try:

@@ -110,13 +110,14 @@ class Worker:
         )
 
     async def crash(self) -> None:
-        """Dies without a word: its loop and its calls stop, its claims stay in Redis."""
+        """Stops without a word: its loop and its calls are cancelled, its claims stay in
+        Redis (nothing hands the rooms back)."""
         assert self.task is not None
         self.task.cancel()
         calls = list(self.agent._active.values())
         for t in calls:
             t.cancel()
-        await asyncio.gather(self.task, *calls, return_exceptions=True)
+        await asyncio.wait({self.task, *calls}, timeout=10)
 
     async def close(self) -> None:
         self.stop.set()
@@ -189,6 +190,8 @@ async def test_three_workers_serve_each_room_once_and_take_over_a_dead_ones_room
         dead = max(workers, key=lambda w: len(w.joined))
         orphans = list(dead.joined)
         await dead.crash()
+        # A cancelled call closes its session and leaves its room (no task outlives it).
+        assert all(r.disconnected for r in dead.rooms.values())
         alive = [w for w in workers if w is not dead]
         await until(
             lambda: all(any(n in w.joined for w in alive) for n in orphans), LEASE_S * 4 + 5
