@@ -43,7 +43,13 @@ import pytest
 
 from telephony.simulator import EXIT_OK, CallOptions, CallResult, Step, run_call
 from tests.integration.pg_scratch import scratch_database
-from tests.integration.test_scale_out import SUPABASE_SECRET, SUPABASE_URL, LiveReader, admin_token
+from tests.integration.test_scale_out import (
+    SUPABASE_SECRET,
+    SUPABASE_URL,
+    LiveReader,
+    admin_token,
+    drop_redis_keys,
+)
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
@@ -229,19 +235,7 @@ def _deploy(tmp: Path, db_url: str, prefix: str) -> Iterator[Deployment]:
             stop(haproxy)
         for a in apps:
             stop(a.proc)
-        asyncio.run(_drop_keys(prefix))
-
-
-async def _drop_keys(prefix: str) -> None:
-    import redis.asyncio as aioredis
-
-    client = aioredis.from_url(str(TEST_REDIS_URL))
-    try:
-        keys = [k async for k in client.scan_iter(f"{prefix}*")]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
+        asyncio.run(drop_redis_keys(prefix))
 
 
 async def active(app: App) -> int:

@@ -164,6 +164,25 @@ class ServerProcess:
                 self.proc.wait(5)
 
 
+def redis_prefix(db_url: str) -> str:
+    """This run's Redis keys (replay cache, call cap) start with this."""
+    return f"taina-scale-{db_url.rsplit('/', 1)[-1]}:"
+
+
+async def drop_redis_keys(prefix: str) -> None:
+    """Delete every key a run left under ``prefix`` (tokens and CallSids would expire in an
+    hour; a test leaves nothing behind)."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(str(TEST_REDIS_URL))
+    try:
+        keys = [k async for k in client.scan_iter(f"{prefix}*")]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
 def start_server(name: str, tmp: Path, db_url: str, backend: str) -> ServerProcess:
     data = tmp / name
     data.mkdir(parents=True, exist_ok=True)
@@ -184,7 +203,7 @@ def start_server(name: str, tmp: Path, db_url: str, backend: str) -> ServerProce
         assert TEST_REDIS_URL
         env["REDIS_URL"] = TEST_REDIS_URL
         # Replay cache and call cap in Redis too (app/shared_state.py), under this run's prefix.
-        env["TAINA_REDIS_PREFIX"] = f"taina-scale-{db_url.rsplit('/', 1)[-1]}:"
+        env["TAINA_REDIS_PREFIX"] = redis_prefix(db_url)
     else:
         env.pop("REDIS_URL", None)
     log = data / "server.log"
@@ -268,6 +287,8 @@ def deployment(
         for s in servers:
             s.stop()
         asyncio.run(_admin_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        if backend == "redis":
+            asyncio.run(drop_redis_keys(redis_prefix(db_url)))
 
 
 # --- the test ---------------------------------------------------------------------------------
