@@ -61,6 +61,15 @@ class RecoveryHandler:
             t.say(phrases.GO_ON_DIGITS)
             return
         misses = st.step_misses[step] = st.step_misses.get(step, 0) + 1
+        if step == "name" and misses >= 2 and self._name_from_tries(t):
+            # A third question about the name loses the caller: carry on with the words
+            # heard, read back at the confirmation where "No, el nombre es …" fixes them.
+            st.step_misses.pop(step, None)
+            t.progress = True
+            await self.kit.advance(t)
+            return
+        if step == "name" and t.raw:
+            st.name_tries.append(t.raw)
         if misses >= 3 or step == "surname":
             await self._move_on(t, step)
             return
@@ -70,6 +79,15 @@ class RecoveryHandler:
             self._ask_shorter(t, step)
         else:
             await self._offer_choices(t, step)
+
+    def _name_from_tries(self, t: Turn) -> bool:
+        """The name as heard in this answer or an earlier one, when any word could be one."""
+        for said in [t.raw, *reversed(t.st.name_tries)]:
+            heard = name_as_heard(said) if said else None
+            if heard:
+                t.st.draft.name = heard
+                return True
+        return False
 
     def _ask_shorter(self, t: Turn, step: str) -> None:
         st = t.st

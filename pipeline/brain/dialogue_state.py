@@ -54,6 +54,7 @@ class DialogueState:
     lookup_tried: set[str] = field(default_factory=set)  # "phone", "cedula", "code"
     offer_service: str | None = None  # a booking offered after answering a question
     topic_service: str | None = None  # the service the last question answered was about
+    name_tries: list[str] = field(default_factory=list)  # answers to the name not understood
     misses: int = 0  # consecutive turns not understood, outside a task's question
     step_misses: dict[str, int] = field(default_factory=dict)  # per pending question
     choices: list[str] = field(default_factory=list)  # options of the menu just read out

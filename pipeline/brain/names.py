@@ -128,8 +128,8 @@ def name_in_answer(text: str) -> str | None:
 def name_as_heard(text: str) -> str | None:
     """The words of a turn that could be a name, title-cased, when nothing better was found
     after several tries; None when only fillers were said ("ajá, sí, pues")."""
-    words = [w for w in re.findall(r"[^\W\d_]+", text) if len(w) > 1]
-    kept = [w for w in words if normalize(w) not in _NAME_STOP | _NOT_NAME_WORDS]
+    words = [w for w in re.findall(r"[^\W\d_]+", text) if len(w) > 2]
+    kept = [w for w in words if normalize(w) not in _NAME_STOP | _NOT_NAME_WORDS | _PARTICLES]
     if not 1 <= len(kept) <= 5:
         return None
     return " ".join(w[:1].upper() + w[1:].lower() for w in kept)

@@ -878,3 +878,20 @@ async def test_an_hour_the_line_bent_into_a_weekday_does_not_move_the_day(
     call = await start(office, can_transfer=False)
     reply = await call.say("quiero una cita de cédula en Santiago el jueves a las viernes")
     assert "jueves 26 de noviembre" in reply and "viernes" not in reply
+
+
+async def test_a_name_missed_twice_goes_on_with_the_words_heard(
+    office: tuple[OfficeTools, BookingRepository],
+) -> None:
+    """Never a third question about the name: after two misses the words that could be a
+    name are taken and read back, where the caller can still correct them."""
+    call = await start(office, can_transfer=False)
+    await call.say("quiero una cita de cédula en Santiago el lunes a las ocho")
+    await call.say("Al hombre se ha ramatribes.")
+    reply = await call.say("con la")
+    assert call.awaiting == "cedula" and "nombre" not in reply
+    await call.say("cero cero uno nueve ocho siete seis cinco cuatro tres dos")
+    read_back = await call.say("sí")
+    assert "A nombre de Hombre Ramatribes" in read_back
+    asks = [s for r in call.replies for s in phrases.sentences(r) if "nombre" in s and "?" in s]
+    assert len(asks) == 2, asks
