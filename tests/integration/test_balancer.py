@@ -280,6 +280,10 @@ async def test_a_replayed_stream_token_is_refused_by_every_process(deployment: D
         url: str
         port: int
 
+    async with httpx.AsyncClient(timeout=3) as client:
+        for app in deployment.apps:
+            health = (await client.get(f"{app.url}/healthz")).json()
+            assert health["shared_state"] == "redis", (app.name, health)
     lb_port = int(deployment.lb.rsplit(":", 1)[1])
     first = RawStream(Target(deployment.lb, lb_port))  # type: ignore[arg-type]
     token = await first.webhook()  # through the balancer, to whichever process
@@ -308,7 +312,22 @@ async def test_a_replayed_stream_token_is_refused_by_every_process(deployment: D
         await first.stop()
 
 
+async def wait_deployment_calls(apps: list[App], want: int, timeout: float = 10.0) -> None:
+    """Until every process reports ``want`` calls deployment-wide (renewed every second)."""
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(timeout=3) as client:
+        while True:
+            seen = [(await client.get(f"{a.url}/healthz")).json() for a in apps]
+            if all(h["deployment_calls"] == want for h in seen):
+                return
+            assert time.monotonic() < deadline, [h["deployment_calls"] for h in seen]
+            await asyncio.sleep(0.1)
+
+
 async def test_the_call_cap_holds_across_processes(deployment: Deployment) -> None:
+    # The previous test's call has left the deployment's count (its slot freed at the next
+    # renewal after it ended).
+    await wait_deployment_calls(deployment.apps, 0)
     async with (
         LiveReader(deployment.app("app1").url, admin_token()) as live1,
         LiveReader(deployment.app("app2").url, admin_token()) as live2,
@@ -317,20 +336,17 @@ async def test_the_call_cap_holds_across_processes(deployment: Deployment) -> No
         holding = [asyncio.create_task(call(deployment.lb, turns=3)) for _ in range(CAP)]
         deadline = time.monotonic() + 20
         while sum(max(n, 0) for n in await counts(deployment.apps)) < CAP:
-            assert time.monotonic() < deadline, "the first calls did not start"
+            if time.monotonic() > deadline or any(t.done() for t in holding):
+                done = [t.result() for t in holding if t.done()]
+                raise AssertionError(
+                    f"the first calls did not all start: {await counts(deployment.apps)}; "
+                    f"ended: {[(r.exit_code, r.error) for r in done]}"
+                )
             await asyncio.sleep(0.1)
         spread = await counts(deployment.apps)
         assert sum(1 for n in spread if n > 0) >= 2, f"calls not spread over processes: {spread}"
         # Each process reports the deployment's count, not only its own (renewed every 1 s).
-        async with httpx.AsyncClient(timeout=3) as client:
-            for app in deployment.apps:
-                for _ in range(40):
-                    health = (await client.get(f"{app.url}/healthz")).json()
-                    if health["deployment_calls"] == CAP:
-                        break
-                    await asyncio.sleep(0.1)
-                assert health["shared_state"] == "redis", health
-                assert health["deployment_calls"] == CAP, (app.name, health)
+        await wait_deployment_calls(deployment.apps, CAP, 4)
         # A fourth call is declined by every process, whichever the balancer would pick.
         async with httpx.AsyncClient() as client:
             for app in deployment.apps:
