@@ -381,6 +381,7 @@ async def test_the_call_cap_holds_across_processes(deployment: Deployment) -> No
 async def test_sigterm_drains_one_process_while_new_calls_go_to_the_others(
     deployment: Deployment,
 ) -> None:
+    await wait_deployment_calls(deployment.apps, 0)  # the cap test's calls have left
     long_call = asyncio.create_task(call(deployment.lb, turns=4))
     deadline = time.monotonic() + 20
     holder: App | None = None
