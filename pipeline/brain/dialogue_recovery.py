@@ -86,6 +86,7 @@ class RecoveryHandler:
             heard = name_as_heard(said) if said else None
             if heard:
                 t.st.draft.name = heard
+                t.st.name_tries.clear()
                 return True
         return False
 

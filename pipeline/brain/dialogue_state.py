@@ -99,6 +99,7 @@ class DialogueState:
         self.candidates = []
         self.lookup_tried = set()
         self.offer_service = None
+        self.name_tries = []
 
     def finish(self) -> None:
         self.task = None
