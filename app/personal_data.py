@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.auth import Principal, has_role
+from pipeline.brain.spoken import DIGIT_WORDS
 
 __all__ = [
     "KEEP_DIGITS",
@@ -48,20 +49,7 @@ MIN_TEXT_DIGITS = 7
 MIN_KEYED_DIGITS = 5
 MASK = "*"
 
-_DIGIT_WORDS: dict[str, str] = {
-    "cero": "0",
-    "uno": "1",
-    "una": "1",
-    "un": "1",
-    "dos": "2",
-    "tres": "3",
-    "cuatro": "4",
-    "cinco": "5",
-    "seis": "6",
-    "siete": "7",
-    "ocho": "8",
-    "nueve": "9",
-}
+_DIGIT_WORDS = DIGIT_WORDS  # the dialogue's own table: one list of digit words
 _WORD = "|".join(sorted(_DIGIT_WORDS, key=len, reverse=True))
 _TOKEN = rf"(?:\d+|(?<!\w)(?:{_WORD})(?!\w))"
 # Between the parts of one number: spaces, dashes, dots, commas, slashes, brackets (at most 3).

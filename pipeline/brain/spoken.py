@@ -11,7 +11,14 @@ import re
 
 from pipeline.brain.spanish_text import normalize, number_to_words
 
-__all__ = ["parse_booking_code", "speak_cedula", "speak_code", "speak_digits", "speak_phone_end"]
+__all__ = [
+    "DIGIT_WORDS",
+    "parse_booking_code",
+    "speak_cedula",
+    "speak_code",
+    "speak_digits",
+    "speak_phone_end",
+]
 
 _LETTER_NAMES = {
     "A": "a",
@@ -116,7 +123,8 @@ _NAME_TO_CHAR.update(
         "ese": "S",
     }
 )
-_DIGIT_WORDS = {
+# Spanish digit words as said one by one (also used to spot dictated numbers elsewhere).
+DIGIT_WORDS: dict[str, str] = {
     "cero": "0",
     "uno": "1",
     "un": "1",
@@ -137,8 +145,8 @@ _PREFIXED = re.compile(r"\bTA[\s.-]*([2-9A-HJKMNP-Z]{5})\b")
 
 
 def _code_chars(token: str) -> str | None:
-    if token in _DIGIT_WORDS:
-        return _DIGIT_WORDS[token]
+    if token in DIGIT_WORDS:
+        return DIGIT_WORDS[token]
     if token in _NAME_TO_CHAR:
         return _NAME_TO_CHAR[token]
     if re.fullmatch(r"[a-z0-9]+", token) and (len(token) == 1 or re.search(r"\d", token)):
