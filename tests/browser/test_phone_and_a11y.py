@@ -114,7 +114,8 @@ def test_dashboard_works_from_the_keyboard(dashboard_server: Any, browser: Brows
     expect(page.get_by_role("heading", name="Iniciar sesión")).to_be_visible()
     # Sign in with the keyboard only: the page focuses its heading, Tab reaches the fields in
     # order and Enter submits.
-    assert page.evaluate("document.activeElement.tagName") == "H1"
+    # The page moves the focus once it has booted: wait for it rather than race it.
+    page.wait_for_function("document.activeElement && document.activeElement.tagName === 'H1'")
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.id") == "login-email"
     page.keyboard.type(ADMIN)
@@ -124,7 +125,7 @@ def test_dashboard_works_from_the_keyboard(dashboard_server: Any, browser: Brows
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name="Llamadas", exact=True)).to_be_visible()
     # The new page's heading takes the focus (screen readers announce where they are).
-    assert page.evaluate("document.activeElement.tagName") == "H1"
+    page.wait_for_function("document.activeElement && document.activeElement.tagName === 'H1'")
     page.get_by_role("link", name="Reservas").focus()
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name="Reservas", exact=True)).to_be_visible()
