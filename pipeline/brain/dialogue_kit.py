@@ -76,9 +76,9 @@ _HOUR_WORDS = {
 _HOUR_SLIP = re.compile(r"\b(a las |a la |las )(" + "|".join(_HOUR_WORDS) + r")\b")
 # "el jueves a las viernes": the hour bent into a weekday by the line (and the recogniser's
 # office vocabulary); the day was the first one said, the hour is lost.
+_WEEKDAY_WORDS = "|".join(normalize(name) for name in WEEKDAY_NAMES)
 _WEEKDAY_AS_HOUR = re.compile(
-    r"\b(?P<day>lunes|martes|miercoles|jueves|viernes|sabado|domingo)\b(?P<mid>[^.;]{0,12}?)"
-    r"\ba las? (?:lunes|martes|miercoles|jueves|viernes|sabado|domingo)\b"
+    rf"\b(?P<day>{_WEEKDAY_WORDS})\b(?P<mid>[^.;]{{0,12}}?)\ba las? (?:{_WEEKDAY_WORDS})\b"
 )
 # "el viernes a once": "las" lost on the line.
 _BARE_HOUR = re.compile(r"\ba (una|dos|tres|cuatro|cinco|seis|siete|ocho|nueve|diez|once|doce)\b")
